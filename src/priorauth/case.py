@@ -1,0 +1,322 @@
+"""The Case: a prior authorization request and the member's clinical record, every fact with its source.
+
+These models are what the core reads. Intake adapters (``priorauth.intake``) build them from case files
+today and from FHIR bundles later; each sets ``source`` on every fact so a reviewer can trace evidence back
+to the file and field (or the FHIR resource) it came from. A section that is ``None`` was not submitted;
+an empty list was submitted and holds nothing (the exclusion criteria tell the two apart).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime, time
+
+_Date = date  # models below have fields named `date`
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+__all__ = [
+    "Source", "Quantity", "Context", "Tocilizumab", "Request", "Member", "Consultation", "Prescriber", "Lab",
+    "Regimen", "Procedure", "Assessment", "HistoryEntry", "Attestations", "Case", "LAB_TESTS",
+    "RESPONSES", "FINDINGS", "DRUG_CLASS_KEYS", "Therapy", "THERAPY_TAGS",
+]
+
+LAB_TESTS = (
+    "serum_m_protein", "urine_m_protein", "kappa_flc", "lambda_flc", "flc_ratio",
+    "bone_marrow_plasma_cells", "circulating_plasma_cells", "egfr",
+)
+RESPONSES = (
+    "progressive_disease", "relapse", "stable_disease", "minimal_response", "partial_response",
+    "very_good_partial_response", "complete_response", "stringent_complete_response",
+)
+FINDINGS = ("new_lesion", "lesion_growth", "cns_involvement", "meningeal_involvement")
+DRUG_CLASS_KEYS = ("imid", "proteasome_inhibitor", "anti_cd38", "anti_bcma", "car_t", "other_anti_myeloma")
+_ICD10CM = re.compile(r"^[A-TV-Z][0-9][0-9AB](\.?[0-9A-TV-Z]{1,4})?$", re.IGNORECASE)
+
+
+class Source(BaseModel):
+    """Where a fact came from: a file (or bundle) and a path in it (a field path or a resource reference)."""
+
+    model_config = ConfigDict(frozen=True)
+    file: str | None = None
+    path: str = ""
+
+    def at(self, child: str) -> "Source":
+        if not child:
+            return self
+        sep = "" if not self.path or child.startswith("[") else "."
+        return Source(file=self.file, path=f"{self.path}{sep}{child}")
+
+    def __str__(self) -> str:
+        return f"{self.file}#{self.path}" if self.file else self.path
+
+
+class _Fact(BaseModel):
+    # Unknown fields are kept and reported by intake as data problems, never silently used.
+    model_config = ConfigDict(extra="allow")
+    source: Source | None = Field(default=None, exclude=True)
+
+
+class Quantity(_Fact):
+    value: float
+    unit: str
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        if v < 0:
+            raise ValueError("must not be negative")
+        return v
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+    def __str__(self) -> str:
+        return f"{self.value:g} {self.unit}"
+
+
+class Context(_Fact):
+    """Payer-side facts; a key that is absent takes the deployment's configuration (see ``model_fields_set``)."""
+
+    policy_effective: _Date | None = None
+    formulary: dict[str, bool] | None = None
+    label_change_within_6_months: bool | None = None
+
+
+class Tocilizumab(_Fact):
+    doses: int = Field(ge=1)
+    dose: Quantity
+
+
+def _parse_received(v: Any) -> Any:
+    if isinstance(v, datetime) or isinstance(v, date):
+        return v
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return date.fromisoformat(s) if len(s) == 10 else datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{v!r} is not a date") from None
+    raise ValueError(f"{v!r} is not a date")
+
+
+class Request(_Fact):
+    received: _Date
+    received_at: datetime | None = Field(default=None, exclude=True)
+    kind: Literal["initial", "continuation"] = "initial"
+    urgency: Literal["standard", "expedited"] = "standard"
+    drug: str
+    dose: Quantity | None = None
+    tocilizumab: Tocilizumab | None = None
+    diagnoses: list[str] = Field(default_factory=list)
+    concurrent: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _received(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "received" in data:
+            parsed = _parse_received(data["received"])
+            data = dict(data)
+            if isinstance(parsed, datetime):
+                data["received"], data["received_at"] = parsed.date(), parsed
+            else:
+                data["received"] = parsed
+        return data
+
+    @field_validator("diagnoses")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        for i, code in enumerate(v):
+            if not _ICD10CM.match(code.strip()):
+                raise ValueError(f"item {i}: {code!r} is not an ICD-10-CM code")
+        return [c.strip().upper() for c in v]
+
+    @field_validator("drug")
+    @classmethod
+    def _drug(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+    def received_datetime(self) -> datetime:
+        """The moment of receipt: the given time, or the start of the day received."""
+        return self.received_at or datetime.combine(self.received, time(0, 0))
+
+
+class Member(_Fact):
+    id: str | None = None
+    birth_date: _Date | None = None
+    line_of_business: str
+    state: str | None = None
+    weight: Quantity | None = None
+
+    @field_validator("line_of_business")
+    @classmethod
+    def _lob(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+
+class Consultation(_Fact):
+    taxonomy: str | None = None
+    specialty: str | None = None
+    date: _Date | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Consultation":
+        if not (self.taxonomy or self.specialty):
+            raise ValueError("a consultation needs a taxonomy or a specialty")
+        return self
+
+
+class Prescriber(_Fact):
+    npi: str | None = None
+    taxonomy: str | None = None
+    specialty: str | None = None
+    consultation: Consultation | None = None
+
+    @field_validator("npi", mode="before")
+    @classmethod
+    def _npi(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        s = str(v).strip()
+        if not re.fullmatch(r"\d{10}", s):
+            raise ValueError(f"{v!r} is not an NPI (10 digits)")
+        return s
+
+
+class Lab(_Fact):
+    test: str | None = None
+    loinc: str | None = None
+    value: float
+    unit: str | None = None
+    date: _Date
+    reference_range: tuple[float, float] | None = None
+    flag: Literal["abnormal", "normal", "high", "low"] | None = None
+    # set by intake: the value in the test's canonical unit
+    canonical: float | None = Field(default=None, exclude=True)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError("must be a finite number, not negative")
+        return v
+
+    @field_validator("reference_range")
+    @classmethod
+    def _range(cls, v):
+        if v is not None and v[0] > v[1]:
+            raise ValueError(f"low {v[0]:g} is above high {v[1]:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _named(self) -> "Lab":
+        if self.test is None and self.loinc is None:
+            raise ValueError("a lab needs `test` or `loinc`")
+        if self.test is not None and self.test not in LAB_TESTS:
+            raise ValueError(f"test {self.test!r} is not one of {', '.join(LAB_TESTS)}")
+        return self
+
+
+class Regimen(_Fact):
+    drugs: list[str] | None = None
+    regimen: str | None = None
+    start: _Date
+    end: _Date | None = None
+    intent: Literal["induction", "consolidation", "maintenance"] | None = None
+    line: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Regimen":
+        if (self.drugs is None) == (self.regimen is None):
+            raise ValueError("a regimen needs exactly one of `drugs` or `regimen`")
+        if self.drugs is not None and not [d for d in self.drugs if str(d).strip()]:
+            raise ValueError("`drugs` must name at least one drug")
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Procedure(_Fact):
+    procedure: Literal["autologous_sct", "allogeneic_sct"]
+    date: _Date
+    line: int | None = Field(default=None, ge=1)
+
+
+class Assessment(_Fact):
+    date: _Date
+    response: Literal[RESPONSES] | None = None  # type: ignore[valid-type]
+    finding: Literal[FINDINGS] | None = None  # type: ignore[valid-type]
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Assessment":
+        if self.response is None and self.finding is None:
+            raise ValueError("an assessment needs a `response` or a `finding`")
+        return self
+
+
+class HistoryEntry(_Fact):
+    code: str | None = None
+    text: str | None = None
+    onset: _Date | None = None
+    status: Literal["active", "resolved"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "HistoryEntry":
+        if not (self.code or self.text):
+            raise ValueError("a history entry needs a `code` or a `text`")
+        if self.code and not _ICD10CM.match(self.code.strip()):
+            raise ValueError(f"code {self.code!r} is not an ICD-10-CM code")
+        return self
+
+
+class Attestations(_Fact):
+    no_cns_pathology: bool | None = None
+    no_prior_bcma: bool | None = None
+    no_prior_car_t: bool | None = None
+    prior_lines: int | None = Field(default=None, ge=0)
+    prior_classes: list[Literal[DRUG_CLASS_KEYS]] | None = None  # type: ignore[valid-type]
+
+
+def _therapy_kind(v: Any) -> str:
+    # the entry's keys choose the model, so that errors speak of the right one
+    if isinstance(v, dict):
+        return "procedure" if "procedure" in v and not ({"drugs", "regimen"} & v.keys()) else "regimen"
+    return "procedure" if isinstance(v, Procedure) else "regimen"
+
+
+Therapy = Annotated[
+    Union[Annotated[Regimen, Tag("regimen")], Annotated[Procedure, Tag("procedure")]],
+    Discriminator(_therapy_kind),
+]
+THERAPY_TAGS = ("regimen", "procedure")
+
+
+class Case(_Fact):
+    id: str
+    title: str | None = None
+    context: Context = Field(default_factory=Context)
+    request: Request
+    member: Member
+    prescriber: Prescriber | None = None
+    labs: list[Lab] | None = None
+    therapies: list[Therapy] | None = None
+    assessments: list[Assessment] | None = None
+    history: list[HistoryEntry] | None = None
+    attestations: Attestations | None = None
+    expect: dict[str, Any] | None = Field(default=None, exclude=True)
+    # set by intake: problems in the data that did not stop it from being read (unknown fields, ...)
+    notes: list[str] = Field(default_factory=list, exclude=True)

@@ -1,0 +1,120 @@
+"""The ``priorauth`` command: evaluate case files, show and check policies."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from priorauth import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="priorauth: payer-side prior authorization. It recommends; clinicians decide.")
+policy_app = typer.Typer(no_args_is_help=True, help="Show or check a clinical policy file.")
+app.add_typer(policy_app, name="policy")
+
+EXIT_INPUT = 2
+
+
+def _err(msg: str) -> None:
+    Console(stderr=True).print(msg, markup=False, highlight=False)
+
+
+def _load_policy(path: Optional[Path]):
+    from priorauth.policies import PolicyError, default_policy, load_policy
+
+    try:
+        return load_policy(path) if path else default_policy()
+    except PolicyError as err:
+        _err(f"{err.origin}: the policy has {len(err.problems)} problem(s)\n" + "\n".join(f"  {p}" for p in err.problems))
+        raise typer.Exit(EXIT_INPUT) from None
+
+
+def _parse_date(value: Optional[str], name: str) -> Optional[date]:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _err(f"{name}: {value!r} is not a date (YYYY-MM-DD)")
+        raise typer.Exit(EXIT_INPUT) from None
+
+
+@app.command()
+def evaluate(
+    files: List[Path] = typer.Argument(..., help="Case files (YAML or JSON)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON contract instead of the report."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date (default: the date received)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
+) -> None:
+    """Evaluate prior authorization requests against the policy."""
+    from priorauth.config import PayerConfig, load_config
+    from priorauth.determination import determine
+    from priorauth.intake import IntakeError
+    from priorauth.intake.casefile import load_case_file
+    from priorauth.output import dumps, render_report, to_json
+
+    when = _parse_date(as_of, "--as-of")
+    pol = _load_policy(policy)
+    try:
+        cfg = load_config(config) if config else PayerConfig()
+    except IntakeError as err:
+        _err(err.report())
+        raise typer.Exit(EXIT_INPUT) from None
+    results, failed = [], False
+    console = Console()
+    for f in files:
+        try:
+            case = load_case_file(f)
+        except IntakeError as err:
+            _err(err.report())
+            failed = True
+            continue
+        d = determine(case, pol, cfg, as_of=when)
+        if json_out:
+            results.append(to_json(d))
+        else:
+            render_report(d, console)
+    if json_out and results:
+        sys.stdout.write(dumps(results if len(files) > 1 else results[0]))
+    if failed:
+        raise typer.Exit(EXIT_INPUT)
+
+
+@policy_app.command("show")
+def policy_show(path: Optional[Path] = typer.Argument(None, help="A policy file (default: the bundled one).")) -> None:
+    """Print the criteria tree."""
+    from priorauth.output import render_policy_tree
+
+    render_policy_tree(_load_policy(path), Console())
+
+
+@policy_app.command("check")
+def policy_check(path: Path = typer.Argument(..., help="The policy file to check.")) -> None:
+    """Validate a policy file; every problem is listed by its path."""
+    from priorauth.policies import check_policy_file
+
+    problems = check_policy_file(path)
+    if problems:
+        _err(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+        raise typer.Exit(EXIT_INPUT)
+    Console().print(f"{path}: OK")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"priorauth {__version__}")
+
+
+def main() -> None:  # console script entry point
+    app()
+
+
+if __name__ == "__main__":
+    main()

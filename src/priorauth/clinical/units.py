@@ -1,0 +1,101 @@
+"""Units: UCUM and common spellings converted with pint.
+
+``convert(value, unit, target)`` converts a value to a target unit. Unit strings are normalized to pint's
+grammar first: UCUM powers of ten (``10*6``), annotations (``{cells}``), the UCUM product dot (``24.h``),
+``/24h`` as one divisor, ``x10^6 cells``, ``%`` and the eGFR body-surface suffix ``/1.73m2``. A factor is
+computed once per (unit, target) and cached, so evaluation never touches pint twice for the same spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pint
+
+__all__ = ["UnitError", "convert", "factor", "dimension_of", "normalize_unit"]
+
+
+class UnitError(ValueError):
+    """A unit that cannot be read, or cannot be converted to the unit asked for."""
+
+
+_registry: pint.UnitRegistry | None = None
+
+
+def _ureg() -> pint.UnitRegistry:
+    global _registry
+    if _registry is None:
+        reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+        reg.define("cell = [cell_count] = cells")
+        reg.define("million = 1e6")
+        _registry = reg
+    return _registry
+
+
+_BSA = re.compile(r"/\s*\{?\s*1[.,]73\s*_?\s*m(?:2|\^2|²|\*\*2)\s*\}?", re.IGNORECASE)
+_POW10 = re.compile(r"10\s*(?:\*|\^|\*\*)\s*([+-]?\d+)")
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+_SUPER_POWER = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+_TIMES_LEAD = re.compile(r"^\s*[x×]\s*(?=1e)")
+_TIMES_MID = re.compile(r"(?<=\d)\s*[x×]\s*(?=1e)")
+_DIVISOR_COUNT = re.compile(r"/\s*(\d+(?:\.\d+)?)\s*\.?\s*\*?\s*([A-Za-z]+)")
+_UCUM_DOT = re.compile(r"(?<=[A-Za-z)}\]])\.(?=[A-Za-z(])|(?<=\d)\.(?=[A-Za-z(])")
+_NUMBER_THEN_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\d.]|e[+-]?\d)\s*(?=[A-Za-z(])")
+_ANNOTATION = re.compile(r"\{([^}]*)\}")
+
+
+def normalize_unit(unit: str) -> str:
+    """A unit string rewritten in pint's grammar (UCUM and common spellings accepted)."""
+    s = _SUPER_POWER.sub(lambda m: "^" + m.group(0).translate(_SUPERSCRIPT), unit.strip())
+    if not s:
+        raise UnitError("empty unit")
+    s = _BSA.sub("", s)
+    s = s.replace("µ", "u").replace("μ", "u").replace("mcL", "uL").replace("mcg", "ug")
+    s = _ANNOTATION.sub(lambda m: " cell " if "cell" in m.group(1).lower() else " ", s)
+    s = _POW10.sub(lambda m: f"1e{m.group(1)}", s)
+    s = _TIMES_LEAD.sub("", s)
+    s = _TIMES_MID.sub("*", s)
+    s = s.replace("%", " percent ")
+    s = _DIVISOR_COUNT.sub(r"/(\1*\2)", s)
+    s = _UCUM_DOT.sub("*", s)
+    s = _NUMBER_THEN_UNIT.sub(r"\1*", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"(?<=[\w)])\s+(?=[A-Za-z(])", "*", s)  # "1e6 cell" -> "1e6*cell"
+    if s.startswith("/"):
+        s = "1" + s
+    if s in ("", "1"):
+        return "dimensionless"
+    return s
+
+
+@lru_cache(maxsize=4096)
+def _parse(unit: str) -> pint.Quantity:
+    try:
+        q = _ureg().parse_expression(normalize_unit(unit))
+    except UnitError:
+        raise
+    except Exception as exc:  # pint raises several error types for unreadable expressions
+        raise UnitError(f"{unit!r} is not a unit") from exc
+    if not isinstance(q, pint.Quantity):  # a bare number such as "1"
+        q = _ureg().Quantity(q, "dimensionless")
+    return q
+
+
+@lru_cache(maxsize=4096)
+def factor(unit: str, target: str) -> float:
+    """The number that converts a value in ``unit`` to ``target``."""
+    ratio = (_parse(unit) / _parse(target)).to_base_units()
+    # A count of cells is an annotation in UCUM ("/uL" and "{cells}/uL" are the same unit).
+    if set(ratio.dimensionality) - {"[cell_count]"}:
+        raise UnitError(f"{unit!r} cannot be converted to {target!r}")
+    return float(ratio.magnitude)
+
+
+def convert(value: float, unit: str, target: str) -> float:
+    return value * factor(unit, target)
+
+
+def dimension_of(unit: str) -> str:
+    """pint's dimensionality of a unit, as text (for messages and checks)."""
+    return str(_parse(unit).dimensionality)

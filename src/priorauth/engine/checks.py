@@ -1,0 +1,559 @@
+"""Named checks: the leaves of a policy's criteria tree.
+
+A check is a pure function ``run(facts, params) -> CheckResult`` with a parameter model that the policy
+loader validates (and converts to canonical units) once. Checks hold algorithms, never numbers: thresholds,
+windows and classes come from the policy data. Each result says why in one line a reviewer can read, lists
+the facts it used, and for an unknown result names the documentation that would settle it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from typing import Callable
+
+from pydantic import BaseModel, Field, model_validator
+
+from priorauth.case import DRUG_CLASS_KEYS, LAB_TESTS, Lab
+from priorauth.clinical.dates import age_on
+from priorauth.clinical.labs import at_least, flc_points
+from priorauth.clinical.units import UnitError, factor
+from priorauth.engine.facts import Facts
+from priorauth.engine.params import Count, FlcRatioParams, LinesParams, Param, ProgressionParams, Qty
+from priorauth.engine.results import MET, NOT_MET, UNKNOWN, CheckResult, Evidence
+
+__all__ = ["Check", "CHECKS", "register"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    params: type[BaseModel]
+    run: Callable[[Facts, BaseModel], CheckResult]
+    summary: str
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def register(name: str, params: type[BaseModel]):
+    def wrap(fn):
+        CHECKS[name] = Check(name, params, fn, (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+    return wrap
+
+
+class NoParams(Param):
+    pass
+
+
+def _lab_evidence(lab: Lab, term) -> Evidence:
+    return Evidence(term.lab_tests[lab.test]["label"], lab.value, lab.unit, lab.date, str(lab.source))
+
+
+def _unit_text(unit: str) -> str:
+    return {"mg/(24.h)": "mg/24 h", "{cells}/uL": "cells/uL", "1": ""}.get(unit, unit)
+
+
+def _fmt(value: float, unit: str) -> str:
+    return f"{value:.4g} {_unit_text(unit)}".strip()
+
+
+def _days(d1: date, d2: date) -> int:
+    return (d2 - d1).days
+
+
+# ---- I.A.1 ------------------------------------------------------------------------------------------------
+class RelapsedParams(Param):
+    relapse_group: str
+    progression: ProgressionParams
+
+    @cached_property
+    def rules(self):
+        return self.progression.rules()
+
+
+@register("relapsed_or_refractory", RelapsedParams)
+def relapsed_or_refractory(f: Facts, p: RelapsedParams) -> CheckResult:
+    """Relapsed or refractory disease: prior therapy, and a relapse code or documented progression."""
+    hist = f.history
+    if hist.submitted and not hist.anti_myeloma and not hist.transplants and not hist.has_unrecognized:
+        return CheckResult(NOT_MET, "The submitted treatment history holds no anti-myeloma therapy: newly diagnosed "
+                                    "disease is neither relapsed nor refractory")
+    req = f.case.request
+    for i, code in enumerate(req.diagnoses):
+        if f.term.in_group(code, p.relapse_group):
+            return CheckResult(MET, f"Diagnosis {code} codes multiple myeloma in relapse",
+                               (Evidence("diagnosis", code, source=str(req.source.at(f"diagnoses[{i}]"))),))
+    last = hist.last_regimen
+    events = f.progression_events(p.rules, last.start if last else None, p.progression.assessment_responses,
+                                  p.progression.imaging_findings)
+    confirmed = [e for e in events if e.confirmed]
+    if confirmed:
+        e = confirmed[-1]
+        return CheckResult(MET, f"Progression documented on {e.date}: {e.description}",
+                           tuple(Evidence("progression", e.description, date=e.date, source=e.source) for e in confirmed))
+    codes = ", ".join(req.diagnoses) or "no diagnosis code"
+    return CheckResult(UNKNOWN, f"{codes} does not say relapse, and no progression or relapse is documented",
+                       missing=("Documentation of relapsed or refractory disease: a disease assessment showing "
+                                "progression or relapse, or serial M-protein or free light chain results",))
+
+
+# ---- I.A.2 ------------------------------------------------------------------------------------------------
+def _specialty(f: Facts, taxonomy: str | None, words: str | None) -> tuple[bool | None, str]:
+    if taxonomy:
+        known = f.term.taxonomies.get(taxonomy.strip().upper())
+        label = known["label"] if known else "a specialty other than hematology or oncology"
+        return bool(known and known["hematology_oncology"]), f"taxonomy {taxonomy} ({label})"
+    if words:
+        return f.term.is_heme_onc_words(words), f"specialty {words!r}"
+    return None, "no specialty given"
+
+
+@register("prescriber_specialty", NoParams)
+def prescriber_specialty(f: Facts, p: NoParams) -> CheckResult:
+    """The prescriber, or a documented consultant, is a hematologist or oncologist."""
+    pres = f.case.prescriber
+    if pres is None:
+        return CheckResult(UNKNOWN, "No prescriber information was submitted",
+                           missing=("The prescriber's specialty (NUCC taxonomy) or a consultation with a hematologist "
+                                    "or oncologist",))
+    ok, what = _specialty(f, pres.taxonomy, pres.specialty)
+    ev = [Evidence("prescriber", what, source=str(pres.source))]
+    if ok:
+        return CheckResult(MET, f"Prescriber's {what} is hematology or oncology", tuple(ev))
+    consult = pres.consultation
+    if consult is not None:
+        c_ok, c_what = _specialty(f, consult.taxonomy, consult.specialty)
+        if consult.date is not None and consult.date > f.as_of:
+            f.problems.append(f"{consult.source.path}: consultation dated {consult.date}, after the evaluation date; not used")
+        else:
+            ev.append(Evidence("consultation", c_what, date=consult.date, source=str(consult.source)))
+            if c_ok:
+                when = f" on {consult.date}" if consult.date else ""
+                return CheckResult(MET, f"Prescribed in consultation with {c_what}{when}", tuple(ev))
+    if ok is None:
+        return CheckResult(UNKNOWN, "The prescriber's specialty is not given", tuple(ev),
+                           missing=("The prescriber's specialty (NUCC taxonomy) or a consultation with a hematologist "
+                                    "or oncologist",))
+    return CheckResult(NOT_MET, f"Prescriber's {what} is not hematology or oncology, and no consultation with "
+                                "one is documented", tuple(ev))
+
+
+# ---- I.A.3 ------------------------------------------------------------------------------------------------
+class AgeParams(Param):
+    years: Count
+
+
+@register("minimum_age", AgeParams)
+def minimum_age(f: Facts, p: AgeParams) -> CheckResult:
+    """The member's age in whole years on the evaluation date reaches a minimum."""
+    m = f.case.member
+    if m.birth_date is None:
+        return CheckResult(UNKNOWN, "No birth date was submitted", missing=("The member's date of birth",))
+    ev = (Evidence("birth date", m.birth_date.isoformat(), source=str(m.source.at("birth_date"))),)
+    if m.birth_date > f.as_of:
+        f.problems.append(f"member.birth_date: {m.birth_date} is after the evaluation date")
+        return CheckResult(UNKNOWN, f"Birth date {m.birth_date} is after the evaluation date", ev,
+                           missing=("The member's correct date of birth",))
+    age = age_on(m.birth_date, f.as_of)
+    status = MET if age >= p.years.value else NOT_MET
+    verb = "is at least" if status == MET else "is under"
+    return CheckResult(status, f"Age {age} on {f.as_of} (born {m.birth_date}) {verb} {p.years.value}", ev)
+
+
+# ---- I.A.4.a ----------------------------------------------------------------------------------------------
+class LabThresholdParams(Param):
+    test: str
+    threshold: Qty
+    window_days: Count
+
+    @cached_property
+    def canonical(self) -> tuple[str, float]:
+        from priorauth.terminology import load_terminology
+
+        unit = load_terminology().lab_tests[self.test]["unit"]
+        return unit, self.threshold.to(unit)
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.test not in LAB_TESTS:
+            raise ValueError(f"test {self.test!r} is not one of {', '.join(LAB_TESTS)}")
+        try:
+            self.canonical
+        except UnitError as exc:
+            raise ValueError(f"threshold: {exc}") from None
+        return self
+
+
+@register("lab_threshold_in_window", LabThresholdParams)
+def lab_threshold_in_window(f: Facts, p: LabThresholdParams) -> CheckResult:
+    """A result of a test within the window reaches a threshold."""
+    unit, threshold = p.canonical
+    label = f.term.lab_tests[p.test]["label"]
+    lo = f.as_of - timedelta(days=p.window_days.value)
+    series = f.labs.get(p.test, [])
+    in_window = [lab for lab in series if lab.date >= lo]
+    if not in_window:
+        older = f" (the latest, {series[-1].value:g} {series[-1].unit} on {series[-1].date}, is {_days(series[-1].date, f.as_of)} days old)" if series else ""
+        return CheckResult(UNKNOWN, f"No {label} result between {lo} and {f.as_of}{older}",
+                           tuple(_lab_evidence(x, f.term) for x in series[-1:]),
+                           missing=(f"{label[0].upper() + label[1:]} result dated {lo} or later",))
+    hits = [lab for lab in in_window if at_least(lab.canonical, threshold)]
+    if hits:
+        lab = max(hits, key=lambda x: (x.date, x.canonical))
+        return CheckResult(MET, f"{label[0].upper() + label[1:]} {_fmt(lab.canonical, unit)} on {lab.date} reaches "
+                                f"{_fmt(threshold, unit)}", tuple(_lab_evidence(x, f.term) for x in hits))
+    lab = in_window[-1]
+    return CheckResult(NOT_MET, f"{label[0].upper() + label[1:]} {_fmt(lab.canonical, unit)} on {lab.date} is below "
+                                f"{_fmt(threshold, unit)}" + (f" (and {len(in_window) - 1} other result(s) in the window)"
+                                                              if len(in_window) > 1 else ""),
+                       tuple(_lab_evidence(x, f.term) for x in in_window))
+
+
+class FlcThresholdParams(Param):
+    threshold: Qty
+    flc_ratio: FlcRatioParams
+    window_days: Count
+
+    @cached_property
+    def rules(self):
+        from priorauth.engine.params import MeasurableParams
+
+        return MeasurableParams(window_days=self.window_days, serum_m_protein=Qty(value=0), urine_m_protein=Qty(value=0),
+                                involved_flc=self.threshold).flc_rules(self.flc_ratio)
+
+
+@register("involved_flc_in_window", FlcThresholdParams)
+def involved_flc_in_window(f: Facts, p: FlcThresholdParams) -> CheckResult:
+    """An involved free light chain within the window reaches a threshold with an abnormal kappa/lambda ratio."""
+    rules = p.rules
+    lo = f.as_of - timedelta(days=p.window_days.value)
+    points = flc_points(f.labs, rules, egfr_window=(lo, f.as_of), since=lo, until=f.as_of)
+    thr = _fmt(rules.measurable_involved, "mg/dL")
+    if not points:
+        lonely = [lab for t in ("kappa_flc", "lambda_flc") for lab in f.labs.get(t, []) if lab.date >= lo]
+        why = " (a single chain without its pair or ratio)" if lonely else ""
+        return CheckResult(UNKNOWN, f"No serum free light chain pair between {lo} and {f.as_of}{why}",
+                           tuple(_lab_evidence(x, f.term) for x in lonely),
+                           missing=(f"Serum free kappa and lambda light chains (same draw) dated {lo} or later",))
+    unknown_reason = None
+    last_reason = ""
+    for pt in sorted(points, key=lambda x: x.date, reverse=True):
+        ev = tuple(_lab_evidence(x, f.term) for x in pt.labs)
+        if pt.measurable(rules):
+            return CheckResult(MET, f"Involved {pt.involved} {_fmt(pt.involved_value, 'mg/dL')} on {pt.date} reaches {thr}; "
+                                    f"ratio {pt.ratio:.3g} is {pt.basis}", ev)
+        if not pt.abnormal:
+            last_reason = last_reason or f"Kappa/lambda ratio {pt.ratio:.3g} on {pt.date} is normal ({pt.basis})"
+        elif pt.involved_value is None:
+            unknown_reason = unknown_reason or (f"Ratio {pt.ratio:.3g} on {pt.date} is abnormal but the involved "
+                                                f"{pt.involved or 'chain'} level is not given")
+        else:
+            last_reason = last_reason or (f"Involved {pt.involved} {_fmt(pt.involved_value, 'mg/dL')} on {pt.date} is "
+                                          f"below {thr}")
+    all_ev = tuple(_lab_evidence(x, f.term) for pt in points for x in pt.labs)
+    if unknown_reason:
+        return CheckResult(UNKNOWN, unknown_reason, all_ev,
+                           missing=(f"The involved free light chain level for the ratio dated {lo} or later",))
+    return CheckResult(NOT_MET, last_reason, all_ev)
+
+
+# ---- I.A.4.b ----------------------------------------------------------------------------------------------
+class ProgressionCheckParams(Param):
+    progression: ProgressionParams
+
+    @cached_property
+    def rules(self):
+        return self.progression.rules()
+
+
+@register("progression_after_last_regimen", ProgressionCheckParams)
+def progression_after_last_regimen(f: Facts, p: ProgressionCheckParams) -> CheckResult:
+    """IMWG progression dated after the last regimen began and no later than a number of days after its last dose."""
+    hist = f.history
+    last = hist.last_regimen
+    window = p.progression.days_after_last_dose.value
+    if last is None:
+        why = "No treatment history was submitted" if not hist.submitted else "No anti-myeloma regimen in the history"
+        return CheckResult(UNKNOWN, f"{why}, so there is no last regimen to date progression against",
+                           missing=("The member's anti-myeloma treatment history with the last regimen's start and last "
+                                    "dose",))
+    reg_ev = Evidence("last regimen", last.label(), date=last.start, source=str(last.entry.source))
+    events = f.progression_events(p.rules, last.start, p.progression.assessment_responses, p.progression.imaging_findings)
+    limit = last.end + timedelta(days=window) if last.end is not None else None
+    qualifying, outside, pending = [], [], []
+    for e in events:
+        if e.date <= last.start:
+            continue
+        if limit is not None and e.date > limit:
+            (outside if e.confirmed else []).append(e)
+        elif e.confirmed:
+            qualifying.append(e)
+        else:
+            pending.append(e)
+    since = f"the start of {last.label()} on {last.start}"
+    if qualifying:
+        e = qualifying[0]
+        if last.end is None or e.date <= last.end:
+            when = "on therapy"
+        else:
+            when = f"{_days(last.end, e.date)} days after the last dose on {last.end}"
+        return CheckResult(MET, f"Progression on {e.date}, {when} ({e.description})",
+                           (reg_ev,) + tuple(Evidence("progression", q.description, date=q.date, source=q.source)
+                                             for q in qualifying))
+    span = f"after {last.start}" + (f" and no later than {limit}" if limit else "")
+    if pending:
+        missing = tuple(f"A confirming {e.lab.analyte.replace('_', ' ')} result after {e.date} (IMWG requires two "
+                        "consecutive assessments)" for e in pending)
+        return CheckResult(UNKNOWN, "Unconfirmed rise: " + "; ".join(e.description for e in pending),
+                           (reg_ev,) + tuple(Evidence("rise", e.description, date=e.date, source=e.source) for e in pending),
+                           missing=missing)
+    if outside:
+        e = outside[0]
+        return CheckResult(NOT_MET, f"Progression on {e.date} is {_days(last.end, e.date)} days after the last dose on "
+                                    f"{last.end}, beyond {window} days",
+                           (reg_ev,) + tuple(Evidence("progression", o.description, date=o.date, source=o.source)
+                                             for o in outside))
+    return CheckResult(UNKNOWN, f"No progression documented or computed since {since}", (reg_ev,),
+                       missing=(f"Documentation of progressive disease (IMWG) dated {span}: a disease assessment, "
+                                "imaging, or serial M-protein or free light chain results",))
+
+
+# ---- I.A.5 ------------------------------------------------------------------------------------------------
+_HISTORY_NEEDED = ("The member's anti-myeloma treatment history: each regimen's drugs with start and last-dose "
+                   "dates, and any stem cell transplant")
+
+
+class LinesCheckParams(Param):
+    lines: LinesParams
+
+    @cached_property
+    def rules(self):
+        return self.lines.rules()
+
+
+@register("prior_lines", LinesCheckParams)
+def prior_lines(f: Facts, p: LinesCheckParams) -> CheckResult:
+    """At least a number of prior lines of therapy, counted by the IMWG rules or by stated line numbers."""
+    hist = f.history
+    minimum = p.lines.minimum.value
+    att = f.case.attestations
+    stated = att.prior_lines if att is not None else None
+    if not hist.submitted:
+        extra = f" (the prescriber states {stated} prior lines, which does not document them)" if stated is not None else ""
+        return CheckResult(UNKNOWN, f"No treatment history was submitted{extra}", missing=(_HISTORY_NEEDED,))
+    lc = f.lines(p.rules)
+    ev = tuple(Evidence(f"line {ln.number}", " -> ".join([r.label() for r in ln.regimens] +
+                                                          [t.entry.procedure for t in ln.transplants]),
+                        date=(ln.regimens[0].start if ln.regimens else ln.transplants[0].date),
+                        source=str((ln.regimens[0].entry if ln.regimens else ln.transplants[0].entry).source))
+               for ln in lc.lines)
+    note = ""
+    if stated is not None and stated != lc.count:
+        note = f"; the prescriber states {stated}, which differs"
+        f.problems.append(f"attestations.prior_lines: the prescriber states {stated} prior lines; the history shows {lc.count}")
+    status = MET if lc.count >= minimum else NOT_MET
+    return CheckResult(status, f"{lc.count} prior line{'s' if lc.count != 1 else ''} of therapy ({lc.method}){note}; "
+                               f"{'at least' if status == MET else 'fewer than'} {minimum} required", ev)
+
+
+class ClassParams(Param):
+    cls: str = Field(alias="class")  # `class` in the policy file
+
+    @model_validator(mode="after")
+    def _known(self):
+        if self.cls not in DRUG_CLASS_KEYS:
+            raise ValueError(f"class {self.cls!r} is not one of {', '.join(DRUG_CLASS_KEYS)}")
+        return self
+
+
+@register("prior_class_exposure", ClassParams)
+def prior_class_exposure(f: Facts, p: ClassParams) -> CheckResult:
+    """A prior anti-myeloma regimen included a drug of a class."""
+    hist = f.history
+    label = f.term.drug_classes[p.cls]["label"]
+    if not hist.submitted:
+        return CheckResult(UNKNOWN, "No treatment history was submitted", missing=(_HISTORY_NEEDED,))
+    found = [(r, d) for r, d in hist.exposures(p.cls) if r.anti_myeloma]
+    if found:
+        r, d = found[0]
+        return CheckResult(MET, f"{d.generic} ({label}) from {r.start}",
+                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.entry.source)) for r, d in found))
+    return CheckResult(NOT_MET, f"No {label} in the submitted treatment history")
+
+
+# ---- I.A.6 / III.B ----------------------------------------------------------------------------------------
+@register("no_cns_pathology", NoParams)
+def no_cns_pathology(f: Facts, p: NoParams) -> CheckResult:
+    """No CNS involvement by the malignancy and no clinically relevant CNS pathology, now or in the history."""
+    found = f.cns_findings
+    att = f.case.attestations
+    if found:
+        quotes = "; ".join(f"{x.match.label}: {x.quote!r} ({x.where})" for x in found)
+        return CheckResult(NOT_MET, f"CNS finding on record: {quotes}; whether it is clinically relevant is the "
+                                    "reviewer's call",
+                           tuple(Evidence(x.match.label, x.quote, source=x.source) for x in found))
+    if att is not None and att.no_cns_pathology is False:
+        return CheckResult(NOT_MET, "The prescriber does not attest that the member is free of CNS pathology",
+                           (Evidence("attestation", "no_cns_pathology: false", source=str(att.source.at("no_cns_pathology"))),))
+    if f.case.history is not None:
+        n = len(f.case.history)
+        return CheckResult(MET, f"No CNS involvement or CNS pathology in the submitted history ({n} entr{'y' if n == 1 else 'ies'})"
+                                " or diagnoses")
+    if att is not None and att.no_cns_pathology:
+        return CheckResult(MET, "The prescriber attests no CNS involvement or CNS pathology",
+                           (Evidence("attestation", "no_cns_pathology: true", source=str(att.source.at("no_cns_pathology"))),))
+    return CheckResult(UNKNOWN, "No medical history was submitted and the prescriber does not attest",
+                       missing=("The member's medical history or problem list, or the prescriber's statement that the "
+                                "member has no CNS involvement and no clinically relevant CNS pathology",))
+
+
+# ---- I.A.7, I.A.8 -----------------------------------------------------------------------------------------
+class PriorClassParams(ClassParams):
+    attestation: str
+
+
+@register("no_prior_class", PriorClassParams)
+def no_prior_class(f: Facts, p: PriorClassParams) -> CheckResult:
+    """No prior therapy of a class, shown by the treatment history or by the prescriber's statement."""
+    hist = f.history
+    label = f.term.drug_classes[p.cls]["label"]
+    found = hist.exposures(p.cls)
+    if found:
+        names = ", ".join(f"{d.generic} from {r.start}" for r, d in found)
+        return CheckResult(NOT_MET, f"Prior {label}: {names}",
+                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.entry.source)) for r, d in found))
+    att = f.case.attestations
+    stated = getattr(att, p.attestation, None) if att is not None else None
+    if stated is False:
+        return CheckResult(NOT_MET, f"The prescriber does not attest the absence of prior {label}",
+                           (Evidence("attestation", f"{p.attestation}: false", source=str(att.source.at(p.attestation))),))
+    if hist.submitted:
+        n = len(hist.regimens)
+        return CheckResult(MET, f"No {label} among the {n} regimen{'s' if n != 1 else ''} of the submitted history")
+    if stated:
+        return CheckResult(MET, f"The prescriber attests no prior {label}",
+                           (Evidence("attestation", f"{p.attestation}: true", source=str(att.source.at(p.attestation))),))
+    return CheckResult(UNKNOWN, "No treatment history was submitted and the prescriber does not attest",
+                       missing=(f"The member's treatment history, or the prescriber's statement that the member has had "
+                                f"no {label}",))
+
+
+# ---- I.A.9 ------------------------------------------------------------------------------------------------
+@register("no_concurrent_class", ClassParams)
+def no_concurrent_class(f: Facts, p: ClassParams) -> CheckResult:
+    """No product of a class requested or ordered alongside the requested product."""
+    req = f.case.request
+    label = f.term.drug_classes[p.cls]["label"]
+    requested = f.term.drug(req.drug)
+    hits = []
+    for i, name in enumerate(req.concurrent):
+        d = f.term.drug(name)
+        if d is None:
+            f.problems.append(f"request.concurrent[{i}]: {name!r} is not a product priorauth recognizes; the reviewer "
+                              "should look it up")
+        elif d.has(p.cls) and d != requested:
+            hits.append(Evidence(label, name, source=str(req.source.at(f"concurrent[{i}]"))))
+    if hits:
+        return CheckResult(NOT_MET, f"Another {label} is requested alongside: {', '.join(h.value for h in hits)}", tuple(hits))
+    n = len(req.concurrent)
+    return CheckResult(MET, f"No other {label} requested alongside" + (f" ({n} other product{'s' if n != 1 else ''} listed)" if n else ""))
+
+
+# ---- I.A.10 -----------------------------------------------------------------------------------------------
+class DoseParams(Param):
+    maximum: Qty
+
+    @model_validator(mode="after")
+    def _cells(self):
+        try:
+            self.maximum.to("{cells}")
+        except UnitError as exc:
+            raise ValueError(f"maximum: {exc}") from None
+        return self
+
+
+def requested_cells(f: Facts) -> tuple[float | None, str, tuple[Evidence, ...]]:
+    """The requested dose as a count of cells (a per-kg dose times the member's weight), with how it was read."""
+    req, member = f.case.request, f.case.member
+    dose = req.dose
+    if dose is None:
+        return None, "No dose was submitted", ()
+    ev = [Evidence("dose", dose.value, dose.unit, source=str(dose.source))]
+    try:
+        return dose.value * factor(dose.unit, "{cells}"), f"{dose.value:g} {dose.unit}", tuple(ev)
+    except UnitError:
+        pass
+    per_kg = dose.value * factor(dose.unit, "{cells}/kg")
+    if member.weight is None:
+        return None, f"The dose is per kilogram ({dose.value:g} {dose.unit}) and no weight was submitted", tuple(ev)
+    kg = member.weight.value * factor(member.weight.unit, "kg")
+    ev.append(Evidence("weight", member.weight.value, member.weight.unit, source=str(member.weight.source)))
+    return per_kg * kg, f"{dose.value:g} {dose.unit} x {kg:.4g} kg", tuple(ev)
+
+
+@register("dose_at_most", DoseParams)
+def dose_at_most(f: Facts, p: DoseParams) -> CheckResult:
+    """The requested dose (flat, or per kg times weight) does not exceed a maximum number of cells."""
+    cells, how, ev = requested_cells(f)
+    maximum = p.maximum.to("{cells}")
+    if cells is None:
+        need = "The member's weight" if ev else "The requested dose (CAR-positive viable T cells)"
+        return CheckResult(UNKNOWN, how, ev, missing=(need,))
+    status = MET if at_least(maximum, cells) else NOT_MET
+    verb = "does not exceed" if status == MET else "exceeds"
+    return CheckResult(status, f"Dose {how} = {cells / 1e6:.4g} x 10^6 cells {verb} {maximum / 1e6:.4g} x 10^6", ev)
+
+
+# ---- II.A.1 -----------------------------------------------------------------------------------------------
+@register("continuation_not_covered", NoParams)
+def continuation_not_covered(f: Facts, p: NoParams) -> CheckResult:
+    """A continuation request is not covered: the product is given once."""
+    return CheckResult(NOT_MET, "The product is a single infusion; a continuation (second dose) is not authorized",
+                       (Evidence("request kind", f.case.request.kind, source=str(f.case.request.source.at("kind"))),))
+
+
+# ---- I.B / II.B -------------------------------------------------------------------------------------------
+class FlagParams(Param):
+    flagged: bool
+
+
+@register("label_change_flagged", FlagParams)
+def label_change_flagged(f: Facts, p: FlagParams) -> CheckResult:
+    """The payer has (or has not) flagged a recent label change this policy does not yet reflect."""
+    flag = bool(f.context["label_change_within_6_months"])
+    said = "flagged" if flag else "not flagged"
+    return CheckResult(MET if flag == p.flagged else NOT_MET, f"A label change within 6 months is {said}",
+                       (Evidence("label change within 6 months", flag, source=f.context["_sources"]["label_change_within_6_months"]),))
+
+
+class FormularyParams(Param):
+    on_formulary: bool
+
+
+@register("formulary_status", FormularyParams)
+def formulary_status(f: Facts, p: FormularyParams) -> CheckResult:
+    """The product is (or is not) on the line of business's formulary or PDL."""
+    lob = f.case.member.line_of_business
+    on = bool(f.context["formulary"].get(lob, True))
+    return CheckResult(MET if on == p.on_formulary else NOT_MET,
+                       f"The product is {'on' if on else 'not on'} the {lob} formulary / PDL",
+                       (Evidence("formulary", on, source=f.context["_sources"]["formulary"]),))
+
+
+# ---- III.A ------------------------------------------------------------------------------------------------
+class GroupParams(Param):
+    group: str
+
+
+@register("diagnosis_in_group", GroupParams)
+def diagnosis_in_group(f: Facts, p: GroupParams) -> CheckResult:
+    """A requested diagnosis is in a code group (the indication the policy addresses)."""
+    req = f.case.request
+    label = f.term.group_labels[p.group]
+    for i, code in enumerate(req.diagnoses):
+        if f.term.in_group(code, p.group):
+            return CheckResult(MET, f"Diagnosis {code} is {label}", (Evidence("diagnosis", code, source=str(req.source.at(f"diagnoses[{i}]"))),))
+    return CheckResult(NOT_MET, f"No diagnosis of {label} ({', '.join(req.diagnoses) or 'none given'})")

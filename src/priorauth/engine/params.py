@@ -1,0 +1,144 @@
+"""Parameter types a check declares; validated and converted to canonical units when a policy loads."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from priorauth.clinical.labs import FlcRules, IncreaseRule, ProgressionRules
+from priorauth.clinical.therapy import LineRules
+from priorauth.clinical.units import UnitError, factor
+
+__all__ = ["Param", "Qty", "Count", "Range", "IncreaseParam", "FlcRatioParams", "MeasurableParams",
+           "ProgressionParams", "LinesParams"]
+
+
+class Param(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Qty(Param):
+    """A number with a unit and the clause it comes from."""
+
+    value: float
+    unit: str | None = None
+    reference: str | None = None
+
+    @model_validator(mode="after")
+    def _unit(self) -> "Qty":
+        if self.unit is not None:
+            try:
+                factor(self.unit, self.unit)
+            except UnitError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def to(self, target: str) -> float:
+        if self.unit is None:
+            return self.value
+        return self.value * factor(self.unit, target)
+
+    def __str__(self) -> str:
+        unit = {"10*6{cells}": "x 10^6", "mg/24h": "mg/24 h", "%": "%"}.get(self.unit or "", self.unit or "")
+        return f"{self.value:g}{'' if unit in ('', '%') else ' '}{unit}"
+
+
+class Count(Param):
+    value: int = Field(ge=0)
+    reference: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Range(Param):
+    value: tuple[float, float]
+    reference: str | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> "Range":
+        if self.value[0] >= self.value[1]:
+            raise ValueError("the low end must be below the high end")
+        return self
+
+
+class IncreaseParam(Param):
+    relative_increase: float | None = Field(default=None, ge=0)
+    absolute_increase: Qty | None = None
+    absolute_increase_over: Qty | None = None
+    minimum: Qty | None = None
+    reference: str | None = None
+
+    def rule(self, unit: str) -> IncreaseRule:
+        if self.absolute_increase is not None and self.absolute_increase_over is not None:
+            raise ValueError("give absolute_increase or absolute_increase_over, not both")
+        absolute = self.absolute_increase or self.absolute_increase_over
+        return IncreaseRule(
+            relative=self.relative_increase,
+            absolute=absolute.to(unit) if absolute is not None else None,
+            strictly=self.absolute_increase_over is not None,
+            minimum=self.minimum.to(unit) if self.minimum is not None else None,
+        )
+
+
+class FlcRatioParams(Param):
+    normal_range: Range
+    renal_range: Range
+    renal_egfr_below: Qty
+    egfr_within_days: Count
+
+
+class MeasurableParams(Param):
+    window_days: Count
+    serum_m_protein: Qty
+    urine_m_protein: Qty
+    involved_flc: Qty
+
+    def flc_rules(self, ratio: FlcRatioParams) -> FlcRules:
+        return FlcRules(
+            normal_range=ratio.normal_range.value,
+            renal_range=ratio.renal_range.value,
+            renal_egfr_below=ratio.renal_egfr_below.to("mL/min/{1.73_m2}"),
+            egfr_within_days=ratio.egfr_within_days.value,
+            measurable_involved=self.involved_flc.to("mg/dL"),
+        )
+
+
+class ProgressionParams(Param):
+    days_after_last_dose: Count
+    serum_m_protein: IncreaseParam
+    urine_m_protein: IncreaseParam
+    flc_difference: IncreaseParam
+    bone_marrow_plasma_cells: IncreaseParam
+    circulating_plasma_cells: IncreaseParam
+    assessment_responses: tuple[str, ...]
+    imaging_findings: tuple[str, ...]
+    measurable: MeasurableParams
+    flc_ratio: FlcRatioParams
+
+    def rules(self) -> ProgressionRules:
+        return ProgressionRules(
+            serum_m_protein=self.serum_m_protein.rule("g/dL"),
+            urine_m_protein=self.urine_m_protein.rule("mg/(24.h)"),
+            flc_difference=self.flc_difference.rule("mg/dL"),
+            bone_marrow_plasma_cells=self.bone_marrow_plasma_cells.rule("%"),
+            circulating_plasma_cells=self.circulating_plasma_cells.rule("{cells}/uL"),
+            measurable_serum=self.measurable.serum_m_protein.to("g/dL"),
+            measurable_urine=self.measurable.urine_m_protein.to("mg/(24.h)"),
+            flc=self.measurable.flc_rules(self.flc_ratio),
+        )
+
+
+class LinesParams(Param):
+    minimum: Count
+    same_regimen_gap_days: Count
+    conditioning_days: Count
+    post_transplant_days: Count
+    post_transplant_single_agent_classes: tuple[str, ...]
+
+    def rules(self) -> LineRules:
+        return LineRules(
+            same_regimen_gap_days=self.same_regimen_gap_days.value,
+            conditioning_days=self.conditioning_days.value,
+            post_transplant_days=self.post_transplant_days.value,
+            single_agent_classes=frozenset(self.post_transplant_single_agent_classes),
+        )

@@ -1,0 +1,238 @@
+"""Terminology: value sets as data files (drugs, regimens, conditions, labs, provider taxonomies) and lookups.
+
+The files under ``data/`` are read once per process (:func:`load_terminology`); the lookups are pure.
+Names are the dependable key; codes (RxNorm, HCPCS, ICD-10-CM, LOINC, NUCC) are extra keys.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import yaml
+
+__all__ = ["Drug", "CnsMatch", "Terminology", "load_terminology", "normalize_name", "normalize_code"]
+
+_MARKS = re.compile(r"[®™©]")
+_SPACE = re.compile(r"\s+")
+_FDA_SUFFIX = re.compile(r"-[a-z]{4}$")
+_FORM_WORDS = {
+    "tablet", "tablets", "capsule", "capsules", "injection", "oral", "iv", "sc", "po", "subcutaneous",
+    "intravenous", "infusion", "for", "solution", "suspension", "kit", "vial", "powder",
+}
+_HCPCS = re.compile(r"^[A-Z]\d{4}$")
+_RXCUI = re.compile(r"^(?:rxnorm|rxcui)?[:\s#]*(\d{3,8})$", re.IGNORECASE)
+_WORD_SPLIT = re.compile(r"[^a-z0-9']+")
+
+
+def normalize_name(text: str) -> str:
+    """Lower case, trademark marks removed, spaces folded, FDA four-letter suffix removed."""
+    s = _MARKS.sub("", text).replace("_", " ").strip().lower()
+    s = _SPACE.sub(" ", s)
+    return _FDA_SUFFIX.sub("", s)
+
+
+def normalize_code(code: str) -> str:
+    """An ICD-10-CM style code upper-cased with its dot and spaces removed (C90.02 -> C9002)."""
+    return code.replace(".", "").replace(" ", "").upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Drug:
+    generic: str
+    classes: frozenset[str]
+    brands: tuple[str, ...] = ()
+    target: str | None = None
+    kind: str | None = None
+
+    def has(self, cls: str) -> bool:
+        return cls in self.classes
+
+
+@dataclass(frozen=True, slots=True)
+class CnsMatch:
+    group: str
+    label: str
+    matched: str  # the code or the words that matched
+
+
+@dataclass(slots=True)
+class _CnsGroup:
+    key: str
+    label: str
+    prefixes: tuple[str, ...]
+    synonyms: tuple[str, ...]
+    pattern: re.Pattern | None = field(default=None)
+
+
+def _read(name: str) -> dict:
+    text = resources.files("priorauth.terminology").joinpath("data", name).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _phrase_pattern(phrases) -> re.Pattern:
+    alts = sorted((re.escape(p.lower()) for p in phrases), key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])")
+
+
+class Terminology:
+    """All value sets, indexed for lookup. Build it with :func:`load_terminology`."""
+
+    def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict):
+        self.drug_classes: dict[str, dict] = drugs["classes"]
+        self.anti_myeloma_classes = frozenset(k for k, v in self.drug_classes.items() if v["anti_myeloma"])
+        self._drugs: dict[str, Drug] = {}
+        for entry in drugs["drugs"]:
+            unknown = set(entry["classes"]) - set(self.drug_classes)
+            if unknown:
+                raise ValueError(f"drug {entry['generic']!r}: unknown classes {sorted(unknown)}")
+            drug = Drug(
+                generic=entry["generic"],
+                classes=frozenset(entry["classes"]),
+                brands=tuple(entry.get("brands", ())),
+                target=entry.get("target"),
+                kind=entry.get("kind"),
+            )
+            keys = [entry["generic"], *entry.get("aliases", ()), *drug.brands]
+            if entry.get("suffix"):
+                keys.append(f"{entry['generic']}-{entry['suffix']}")
+            for key in keys:
+                self._index(normalize_name(key), drug)
+            for code in entry.get("rxcui", ()):
+                self._index(f"rxcui:{code}", drug)
+            for code in entry.get("hcpcs", ()):
+                self._index(f"hcpcs:{code.upper()}", drug)
+        self._regimens: dict[str, tuple[str, ...]] = {}
+        for acronym, names in drugs["regimens"].items():
+            for name in names:
+                if self.drug(name) is None:
+                    raise ValueError(f"regimen {acronym}: unknown drug {name!r}")
+            key = acronym.lower()
+            if key in self._regimens:
+                raise ValueError(f"regimen acronym {acronym!r} is ambiguous when case is ignored")
+            self._regimens[key] = tuple(names)
+        self.regimen_names = tuple(drugs["regimens"])
+
+        self.icd10cm_release = conditions["icd10cm_release"]
+        self._groups = {k: frozenset(normalize_code(c) for c in v["codes"]) for k, v in conditions["groups"].items()}
+        self.group_labels = {k: v["label"] for k, v in conditions["groups"].items()}
+        cns = conditions["cns"]
+        self._cns = [self._cns_group(k, v) for k, v in cns["groups"].items()]
+        self._cns_exclusions = [self._cns_group(k, v) for k, v in cns["exclusions"].items()]
+        self._neg_before = _phrase_pattern(cns["negation_before"])
+        self._neg_after = _phrase_pattern(cns["negation_after"])
+
+        self.lab_tests: dict[str, dict] = labs["tests"]
+        self._loinc = {}
+        for test, spec in labs["tests"].items():
+            for item in spec.get("loinc", ()):
+                self._loinc[item["code"]] = test
+
+        self.taxonomies: dict[str, dict] = providers["taxonomies"]
+        self._heme_onc_words = frozenset(
+            " ".join(_WORD_SPLIT.split(w.lower())).strip() for w in providers["specialty_words"]["hematology_oncology"]
+        )
+
+    # ---- drugs -------------------------------------------------------------------------------------
+    def _index(self, key: str, drug: Drug) -> None:
+        other = self._drugs.get(key)
+        if other is not None and other is not drug:
+            raise ValueError(f"drug key {key!r} names both {other.generic!r} and {drug.generic!r}")
+        self._drugs[key] = drug
+
+    def drug(self, text: str) -> Drug | None:
+        """The drug named by a generic name, brand, alias, RxNorm or HCPCS code; None when unrecognized."""
+        raw = str(text).strip()
+        if not raw:
+            return None
+        if _HCPCS.match(raw.upper()):
+            return self._drugs.get(f"hcpcs:{raw.upper()}")
+        m = _RXCUI.match(raw)
+        if m:
+            return self._drugs.get(f"rxcui:{m.group(1)}")
+        key = normalize_name(raw)
+        found = self._drugs.get(key)
+        if found is not None:
+            return found
+        # "Revlimid 25 mg capsules", "bortezomib (Velcade) injection": drop strengths, forms, parentheses.
+        trimmed = re.sub(r"\(.*?\)", " ", key)
+        words = []
+        for word in trimmed.split():
+            if any(ch.isdigit() for ch in word):
+                break
+            if word not in _FORM_WORDS:
+                words.append(word)
+        key2 = _FDA_SUFFIX.sub("", " ".join(words))
+        return self._drugs.get(key2) if key2 and key2 != key else None
+
+    def regimen(self, acronym: str) -> tuple[str, ...] | None:
+        return self._regimens.get(str(acronym).strip().lower())
+
+    def is_anti_myeloma(self, drug: Drug) -> bool:
+        return not drug.classes.isdisjoint(self.anti_myeloma_classes)
+
+    # ---- conditions --------------------------------------------------------------------------------
+    def in_group(self, code: str, group: str) -> bool:
+        return normalize_code(code) in self._groups[group]
+
+    @staticmethod
+    def _cns_group(key: str, spec: dict) -> _CnsGroup:
+        return _CnsGroup(
+            key=key,
+            label=spec["label"],
+            prefixes=tuple(normalize_code(p) for p in spec["prefixes"]),
+            synonyms=tuple(spec["synonyms"]),
+            pattern=_phrase_pattern(spec["synonyms"]),
+        )
+
+    def cns_code(self, code: str) -> CnsMatch | None:
+        """The CNS pathology group an ICD-10-CM code falls in (by prefix), None for none or an exclusion."""
+        c = normalize_code(code)
+        for g in self._cns_exclusions:
+            if c.startswith(g.prefixes):
+                return None
+        for g in self._cns:
+            if c.startswith(g.prefixes):
+                return CnsMatch(g.key, g.label, code)
+        return None
+
+    def cns_text(self, text: str) -> list[CnsMatch]:
+        """CNS pathology named in free text, clause by clause, skipping negated and excluded mentions."""
+        found: list[CnsMatch] = []
+        for clause in re.split(r"[.;,:\n]|\bbut\b|\bhowever\b", text.lower()):
+            if not clause.strip():
+                continue
+            excluded = [m.span() for g in self._cns_exclusions for m in g.pattern.finditer(clause)]
+            for g in self._cns:
+                for m in g.pattern.finditer(clause):
+                    start, end = m.span()
+                    if any(s <= start < e or s < end <= e for s, e in excluded):
+                        continue
+                    if self._neg_before.search(clause[:start]) or self._neg_after.search(clause[end:]):
+                        continue
+                    found.append(CnsMatch(g.key, g.label, m.group(0)))
+                    break
+        return found
+
+    # ---- labs and providers ------------------------------------------------------------------------
+    def lab_by_loinc(self, code: str) -> str | None:
+        return self._loinc.get(str(code).strip())
+
+    def is_heme_onc_taxonomy(self, code: str) -> bool | None:
+        """True for a hematology or oncology taxonomy, False for another, None when the code is unknown."""
+        spec = self.taxonomies.get(str(code).strip().upper())
+        return None if spec is None else bool(spec["hematology_oncology"])
+
+    def is_heme_onc_words(self, specialty: str) -> bool:
+        words = " ".join(_WORD_SPLIT.split(specialty.lower())).strip()
+        return words in self._heme_onc_words or any(
+            w in words.split() for w in ("hematology", "haematology", "oncology", "oncologist", "hematologist")
+        )
+
+
+@lru_cache(maxsize=1)
+def load_terminology() -> Terminology:
+    """The bundled value sets, read once per process."""
+    return Terminology(_read("drugs.yaml"), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"))
