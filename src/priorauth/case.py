@@ -9,6 +9,7 @@ an empty list was submitted and holds nothing (the exclusion criteria tell the t
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 import re
 from datetime import date, datetime, time
 
@@ -36,6 +37,11 @@ DRUG_CLASS_KEYS = ("imid", "proteasome_inhibitor", "anti_cd38", "anti_bcma", "ca
 _ICD10CM = re.compile(r"^[A-TV-Z][0-9][0-9AB](\.?[0-9A-TV-Z]{1,4})?$", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65536)
+def _source_text(file: str | None, path: str) -> str:
+    return f"{file}#{path}" if file else path
+
+
 class Source(BaseModel):
     """Where a fact came from: a file (or bundle) and a path in it (a field path or a resource reference)."""
 
@@ -50,7 +56,7 @@ class Source(BaseModel):
         return Source(file=self.file, path=f"{self.path}{sep}{child}")
 
     def __str__(self) -> str:
-        return f"{self.file}#{self.path}" if self.file else self.path
+        return _source_text(self.file, self.path)
 
 
 class _Fact(BaseModel):

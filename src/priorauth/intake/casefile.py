@@ -25,7 +25,10 @@ DOSE_UNITS = {"flat": "{cells}", "per_kg": "{cells}/kg"}
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
-class _Loader(yaml.SafeLoader):
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
+
+
+class _Loader(_Base):
     """YAML without implicit timestamps (dates stay text for the model to check) and with duplicate keys refused."""
 
 

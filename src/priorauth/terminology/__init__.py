@@ -25,6 +25,7 @@ _FORM_WORDS = {
 _HCPCS = re.compile(r"^[A-Z]\d{4}$")
 _RXCUI = re.compile(r"^(?:rxnorm|rxcui)?[:\s#]*(\d{3,8})$", re.IGNORECASE)
 _WORD_SPLIT = re.compile(r"[^a-z0-9']+")
+_MEMO_LIMIT = 100_000
 
 
 def normalize_name(text: str) -> str:
@@ -81,6 +82,9 @@ class Terminology:
     """All value sets, indexed for lookup. Build it with :func:`load_terminology`."""
 
     def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict):
+        # lookups are pure: their answers are memoized (bounded) for repeated names and texts
+        self._drug_memo: dict[str, Drug | None] = {}
+        self._cns_memo: dict[str, tuple[CnsMatch, ...]] = {}
         self.drug_classes: dict[str, dict] = drugs["classes"]
         self.anti_myeloma_classes = frozenset(k for k, v in self.drug_classes.items() if v["anti_myeloma"])
         self._drugs: dict[str, Drug] = {}
@@ -144,6 +148,16 @@ class Terminology:
 
     def drug(self, text: str) -> Drug | None:
         """The drug named by a generic name, brand, alias, RxNorm or HCPCS code; None when unrecognized."""
+        try:
+            return self._drug_memo[text]
+        except KeyError:
+            pass
+        found = self._drug_lookup(text)
+        if len(self._drug_memo) < _MEMO_LIMIT:
+            self._drug_memo[text] = found
+        return found
+
+    def _drug_lookup(self, text: str) -> Drug | None:
         raw = str(text).strip()
         if not raw:
             return None
@@ -198,8 +212,18 @@ class Terminology:
                 return CnsMatch(g.key, g.label, code)
         return None
 
-    def cns_text(self, text: str) -> list[CnsMatch]:
+    def cns_text(self, text: str) -> tuple[CnsMatch, ...]:
         """CNS pathology named in free text, clause by clause, skipping negated and excluded mentions."""
+        try:
+            return self._cns_memo[text]
+        except KeyError:
+            pass
+        found = tuple(self._cns_text(text))
+        if len(self._cns_memo) < _MEMO_LIMIT:
+            self._cns_memo[text] = found
+        return found
+
+    def _cns_text(self, text: str) -> list[CnsMatch]:
         found: list[CnsMatch] = []
         for clause in re.split(r"[.;,:\n]|\bbut\b|\bhowever\b", text.lower()):
             if not clause.strip():
