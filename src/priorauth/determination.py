@@ -16,7 +16,7 @@ from typing import Any
 from priorauth import __version__
 from priorauth.case import Case
 from priorauth.clinical.dates import add_months
-from priorauth.clinical.units import factor
+from priorauth.clinical.units import UnitError, factor
 from priorauth.config import PayerConfig
 from priorauth.engine.evaluate import evaluate_node
 from priorauth.engine.facts import Facts
@@ -100,6 +100,24 @@ def _review(policy: Policy, outcome: str) -> dict[str, Any]:
     return {"required": True, "body": r.body, "name": r.name, "process": r.process, "statement": statement}
 
 
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(x, 3)
+
+
+def _tocilizumab_mg(case: Case) -> tuple[float | None, str | None]:
+    """The requested tocilizumab dose in mg (a per-kg dose times the member's weight)."""
+    dose = case.request.tocilizumab.dose
+    try:
+        return dose.value * factor(dose.unit, "mg"), None
+    except UnitError:
+        pass
+    weight = case.member.weight
+    if weight is None:
+        return None, f"dose {dose.value:g} {dose.unit} with no weight on record: authorized up to the cap per dose"
+    kg = weight.value * factor(weight.unit, "kg")
+    return dose.value * factor(dose.unit, "mg/kg") * kg, f"{dose.value:g} {dose.unit} x {kg:g} kg"
+
+
 def _authorization(case: Case, policy: Policy, as_of: date) -> dict[str, Any]:
     a = policy.doc.authorization
     auth: dict[str, Any] = {
@@ -113,16 +131,19 @@ def _authorization(case: Case, policy: Policy, as_of: date) -> dict[str, Any]:
     toci = case.request.tocilizumab
     if toci is not None and a.tocilizumab is not None:
         cap_mg = a.tocilizumab.max_dose.to("mg")
-        asked_mg = toci.dose.value * factor(toci.dose.unit, "mg")
+        asked_mg, note = _tocilizumab_mg(case)
         doses = min(toci.doses, a.tocilizumab.max_doses)
-        mg = min(asked_mg, cap_mg)
-        modified = toci.doses > a.tocilizumab.max_doses or asked_mg > cap_mg + 1e-9
+        mg = cap_mg if asked_mg is None else min(asked_mg, cap_mg)
+        modified = toci.doses > a.tocilizumab.max_doses or (asked_mg is not None and asked_mg > cap_mg + 1e-9)
         auth["tocilizumab"] = {
             "doses": doses,
-            "max_mg_per_dose": int(mg) if float(mg).is_integer() else mg,
+            "max_mg_per_dose": _number(mg),
             "modified": modified,
-            "requested": {"doses": toci.doses, "mg_per_dose": int(asked_mg) if float(asked_mg).is_integer() else asked_mg},
+            "requested": {"doses": toci.doses, "dose": f"{toci.dose.value:g} {toci.dose.unit}",
+                          "mg_per_dose": None if asked_mg is None else _number(asked_mg)},
         }
+        if note:
+            auth["tocilizumab"]["note"] = note
     return auth
 
 

@@ -213,5 +213,5 @@ def _check_quantity(q: Quantity | None, path: str, targets: tuple[str, ...], pro
 def _check_quantities(case: Case, problems: list[str]) -> None:
     _check_quantity(case.request.dose, "request.dose", tuple(DOSE_UNITS.values()), problems)
     if case.request.tocilizumab is not None:
-        _check_quantity(case.request.tocilizumab.dose, "request.tocilizumab.dose", ("mg",), problems)
+        _check_quantity(case.request.tocilizumab.dose, "request.tocilizumab.dose", ("mg", "mg/kg"), problems)
     _check_quantity(case.member.weight, "member.weight", ("kg",), problems)
