@@ -1,0 +1,49 @@
+"""Build cases for tests from a complete, eligible base case, changed field by field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from priorauth.intake.casefile import case_from_data
+
+BASE: dict[str, Any] = {
+    "id": "T-BASE",
+    "context": {"policy_effective": "2026-12-23"},
+    "request": {
+        "received": "2027-01-11", "kind": "initial", "urgency": "standard", "drug": "anitocabtagene autoleucel",
+        "dose": {"value": 115, "unit": "10*6{cells}"}, "tocilizumab": {"doses": 4, "dose": {"value": 800, "unit": "mg"}},
+        "diagnoses": ["C90.02"], "concurrent": [],
+    },
+    "member": {"id": "M-1", "birth_date": "1957-06-30", "line_of_business": "medicaid", "state": "TX"},
+    "prescriber": {"npi": "1234567893", "taxonomy": "207RH0003X"},
+    "labs": [{"test": "serum_m_protein", "value": 1.6, "unit": "g/dL", "date": "2027-01-03"}],
+    "therapies": [
+        {"drugs": ["bortezomib", "lenalidomide", "dexamethasone"], "start": "2021-03-01", "end": "2021-07-15", "intent": "induction"},
+        {"procedure": "autologous_sct", "date": "2021-09-02"},
+        {"drugs": ["lenalidomide"], "start": "2021-12-01", "end": "2023-05-20", "intent": "maintenance"},
+        {"drugs": ["daratumumab", "pomalidomide", "dexamethasone"], "start": "2023-06-05", "end": "2024-08-30"},
+        {"drugs": ["carfilzomib", "cyclophosphamide", "dexamethasone"], "start": "2024-09-15", "end": "2025-06-01"},
+        {"drugs": ["selinexor", "bortezomib", "dexamethasone"], "start": "2025-06-20", "end": "2026-12-01"},
+    ],
+    "assessments": [{"date": "2026-12-05", "response": "progressive_disease"}],
+    "history": [{"code": "I10", "text": "essential hypertension"}],
+}
+
+
+def make_case(*, drop: tuple[str, ...] = (), **changes: Any):
+    """A copy of BASE with dotted-path changes (``request__drug='x'`` sets request.drug) and sections dropped."""
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        parts = key.split("__")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    for path in drop:
+        parts = path.split("__")
+        node = data
+        for part in parts[:-1]:
+            node = node[part]
+        node.pop(parts[-1], None)
+    return case_from_data(data, "test.yaml")

@@ -1,0 +1,252 @@
+"""Routing, outcome precedence, referrals, authorization, clocks and configuration."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import pytest
+
+from priorauth.config import PayerConfig
+from priorauth.determination import determine
+from priorauth.output import dumps, to_json
+
+from helpers import make_case
+
+
+def test_base_case_meets_with_authorization(policy):
+    d = determine(make_case(), policy)
+    assert d.outcome == "meets_criteria"
+    assert d.authorization["valid_from"] == "2027-01-11" and d.authorization["valid_to"] == "2027-04-11"
+    assert d.authorization["max_cells"] == 115e6
+    assert d.review["required"] is True and "PDAC" in d.review["statement"]
+    assert "no denial is final" in d.review["statement"]
+
+
+@pytest.mark.parametrize("drug", ["axicabtagene ciloleucel", "Carvykti", "something unheard of"])
+def test_other_product_not_applicable(policy, drug):
+    d = determine(make_case(request__drug=drug), policy)
+    assert d.outcome == "not_applicable"
+    assert d.node("scope.product").status == "not_met"
+    assert d.criteria == [] and d.authorization is None
+    assert "anitocabtagene autoleucel" in d.reasons[0]
+
+
+@pytest.mark.parametrize("alias", ["KITE-772", "anito-cel", "Anitocabtagene Autoleucel"])
+def test_product_aliases_in_scope(policy, alias):
+    assert determine(make_case(request__drug=alias), policy).outcome == "meets_criteria"
+
+
+def test_medicare_not_applicable(policy):
+    d = determine(make_case(member__line_of_business="medicare"), policy)
+    assert d.outcome == "not_applicable"
+    assert "medicare" in d.node("scope.line_of_business").reason
+
+
+def test_no_effective_date_configured(policy):
+    d = determine(make_case(drop=("context",)), policy)
+    assert d.outcome == "not_applicable"
+    assert "no effective date" in d.reasons[0]
+
+
+def test_effective_date_from_payer_configuration(policy):
+    cfg = PayerConfig(policy_effective=date(2026, 12, 23))
+    assert determine(make_case(drop=("context",)), policy, cfg).outcome == "meets_criteria"
+    # a case's context wins over the configuration, null included
+    d = determine(make_case(context={"policy_effective": None}), policy, cfg)
+    assert d.outcome == "not_applicable"
+
+
+def test_effective_on_the_day(policy):
+    d = determine(make_case(request__received="2026-12-23", labs=[{"test": "serum_m_protein", "value": 1.6, "unit": "g/dL", "date": "2026-12-20"}]), policy)
+    assert d.node("scope.effective_date").status == "met"
+    d = determine(make_case(request__received="2026-12-22"), policy)
+    assert d.outcome == "not_applicable" and "before the policy's effective date 2026-12-23" in d.reasons[0]
+
+
+@pytest.mark.parametrize("lob,flag,formulary,expected", [
+    ("commercial", False, True, "CP.CPA.09"),
+    ("marketplace", False, True, "HIM.PA.154"),
+    ("medicaid", False, True, "CP.PMN.53"),
+    ("commercial", True, True, "CP.CPA.190"),
+    ("marketplace", True, True, "HIM.PA.33"),
+    ("medicaid", True, True, "CP.PMN.255"),
+    ("commercial", True, False, "CP.CPA.190"),
+    ("marketplace", True, False, "HIM.PA.103"),
+    ("medicaid", True, False, "CP.PMN.16"),
+])
+def test_referral_table(policy, lob, flag, formulary, expected):
+    case = make_case(member__line_of_business=lob, request__diagnoses=["E85.81"],
+                     context={"policy_effective": "2026-12-23", "label_change_within_6_months": flag,
+                              "formulary": {lob: formulary}})
+    d = determine(case, policy)
+    assert d.outcome == "refer_to_policy" and d.refer_to == expected
+    assert d.node("I.B").status == "met"
+    assert d.node("I.B.1").status == ("met" if flag else "not_met")
+    assert expected in d.summary
+
+
+@pytest.mark.parametrize("code", ["C90.10", "C90.20", "C90.31"])
+def test_plasma_cell_leukemia_and_plasmacytoma_are_not_myeloma(policy, code):
+    d = determine(make_case(request__diagnoses=[code]), policy)
+    assert d.outcome == "refer_to_policy"
+    assert d.node("scope.diagnosis").status == "not_met"
+
+
+def test_continuation_other_diagnosis_uses_II_B(policy):
+    d = determine(make_case(request__kind="continuation", request__diagnoses=["E85.81"]), policy)
+    assert d.outcome == "refer_to_policy" and d.refer_to == "CP.PMN.53"
+    assert d.node("II.B.2").status == "met" and d.node("I.B") is None
+
+
+def test_continuation_myeloma(policy):
+    d = determine(make_case(request__kind="continuation"), policy)
+    assert d.outcome == "does_not_meet_criteria"
+    assert d.node("II.A.1").status == "not_met" and "single infusion" in d.node("II.A.1").reason
+    assert d.node("I.A") is None
+
+
+def test_label_change_on_failed_myeloma_request_names_I_B_1(policy):
+    case = make_case(member__birth_date="2010-01-01",
+                     context={"policy_effective": "2026-12-23", "label_change_within_6_months": True})
+    d = determine(case, policy)
+    assert d.outcome == "does_not_meet_criteria"
+    assert d.refer_to == "CP.PMN.255"
+    assert any("label change" in r for r in d.reasons)
+
+
+def test_label_change_does_not_refer_a_request_that_only_needs_information(policy):
+    case = make_case(drop=("therapies",), context={"policy_effective": "2026-12-23", "label_change_within_6_months": True})
+    d = determine(case, policy)
+    assert d.outcome == "needs_information" and d.refer_to is None
+
+
+def test_not_met_wins_over_unknown_and_all_failures_are_listed(policy):
+    case = make_case(member__birth_date="2010-01-01", request__dose={"value": 200, "unit": "10*6{cells}"},
+                     drop=("prescriber",))
+    d = determine(case, policy)
+    assert d.outcome == "does_not_meet_criteria"
+    assert d.node("I.A.2").status == "unknown"
+    failed = [r.split(" ")[0] for r in d.reasons]
+    assert failed == ["I.A.3", "I.A.10"]
+    assert d.missing == []
+
+
+def test_needs_information_lists_documentation_per_criterion(policy):
+    case = make_case(drop=("therapies", "history", "member__birth_date"))
+    d = determine(case, policy)
+    assert d.outcome == "needs_information"
+    by = {}
+    for m in d.missing:
+        by.setdefault(m["criterion"], []).append(m["documentation"])
+    assert set(by) == {"I.A.3", "I.A.5", "I.A.6", "I.A.7", "I.A.8"}
+    assert "date of birth" in by["I.A.3"][0]
+    assert "treatment history" in by["I.A.5"][0]
+    assert "CNS" in by["I.A.6"][0]
+    # I.A.4 is met by the serum M-protein, so progression is not asked for
+    assert d.node("I.A.4").status == "met"
+
+
+def test_attestations_settle_exclusions_but_not_lines(policy):
+    case = make_case(drop=("therapies", "history"),
+                     attestations={"no_cns_pathology": True, "no_prior_bcma": True, "no_prior_car_t": True,
+                                   "prior_lines": 4, "prior_classes": ["imid", "proteasome_inhibitor", "anti_cd38"]})
+    d = determine(case, policy)
+    for cid in ("I.A.6", "I.A.7", "I.A.8"):
+        assert d.node(cid).status == "met" and "attests" in d.node(cid).reason
+    assert d.node("I.A.5").status == "unknown" and "states 4 prior lines" in d.node("I.A.5").reason
+    assert d.outcome == "needs_information"
+
+
+def test_attestation_false_is_a_statement(policy):
+    d = determine(make_case(drop=("therapies",), attestations={"no_prior_bcma": False}), policy)
+    assert d.node("I.A.7").status == "not_met" and "no_prior_bcma: false" in str(d.node("I.A.7").evidence)
+
+
+def test_prior_anito_cel_fails_I_A_7_and_8(policy):
+    from helpers import BASE
+
+    therapies = BASE["therapies"] + [{"drugs": ["KITE-772"], "start": "2026-12-05", "end": "2026-12-05"}]
+    d = determine(make_case(therapies=therapies), policy)
+    assert d.node("I.A.7").status == "not_met" and d.node("I.A.8").status == "not_met"
+
+
+def test_empty_history_is_newly_diagnosed(policy):
+    d = determine(make_case(therapies=[]), policy)
+    assert d.node("I.A.1").status == "not_met" and "newly diagnosed" in d.node("I.A.1").reason
+    assert d.node("I.A.5").status == "not_met"
+    assert d.node("I.A.7").status == "met"  # an empty history shows no BCMA therapy
+
+
+def test_tocilizumab_not_requested(policy):
+    d = determine(make_case(drop=("request__tocilizumab",)), policy)
+    assert d.authorization["tocilizumab"] is None
+
+
+def test_tocilizumab_per_kg(policy):
+    d = determine(make_case(request__tocilizumab={"doses": 4, "dose": {"value": 8, "unit": "mg/kg"}},
+                            member__weight={"value": 120, "unit": "kg"}), policy)
+    t = d.authorization["tocilizumab"]
+    assert t["max_mg_per_dose"] == 800 and t["modified"] is True and t["requested"]["mg_per_dose"] == 960
+    d = determine(make_case(request__tocilizumab={"doses": 4, "dose": {"value": 8, "unit": "mg/kg"}}), policy)
+    t = d.authorization["tocilizumab"]
+    assert t["max_mg_per_dose"] == 800 and t["modified"] is False and "no weight" in t["note"]
+
+
+@pytest.mark.parametrize("urgency,lob,cfg,due", [
+    ("standard", "medicaid", None, datetime(2027, 1, 18)),
+    ("expedited", "medicaid", None, datetime(2027, 1, 14)),
+    ("expedited", "medicaid", PayerConfig(clocks={"medicaid": {"expedited": 24}}), datetime(2027, 1, 12)),
+    ("standard", "commercial", PayerConfig(clocks={"medicaid": {"standard": 24}}), datetime(2027, 1, 18)),
+])
+def test_due_time(policy, urgency, lob, cfg, due):
+    d = determine(make_case(request__urgency=urgency, member__line_of_business=lob), policy, cfg)
+    assert d.due == due
+
+
+def test_due_time_from_receipt_time(policy):
+    d = determine(make_case(request__received="2027-01-11T15:30:00", request__urgency="expedited"), policy)
+    assert d.due == datetime(2027, 1, 14, 15, 30) and d.as_of == date(2027, 1, 11)
+
+
+def test_valid_to_clamps_to_month_end(policy):
+    case = make_case(request__received="2027-11-30", labs=[{"test": "serum_m_protein", "value": 1.6, "unit": "g/dL", "date": "2027-11-20"}],
+                     assessments=[{"date": "2027-11-01", "response": "progressive_disease"}])
+    d = determine(case, policy)
+    assert d.authorization["valid_to"] == "2028-02-29"
+
+
+def test_facts_after_the_evaluation_date_are_reported_not_used(policy):
+    case = make_case(labs=[{"test": "serum_m_protein", "value": 1.6, "unit": "g/dL", "date": "2027-01-20"}])
+    d = determine(case, policy)
+    assert d.node("I.A.4.a.i").status == "unknown"
+    assert any("after the evaluation date" in p and "labs[0]" in p for p in d.data_problems)
+
+
+def test_as_of_moves_every_window(policy):
+    d = determine(make_case(), policy, as_of=date(2027, 2, 3))  # the serum result is now 31 days old
+    assert d.node("I.A.4.a.i").status == "unknown"
+    assert d.authorization["valid_from"] == "2027-02-03"
+
+
+def test_evidence_names_its_source(policy):
+    out = to_json(determine(make_case(), policy))
+    node = next(c for c in out["criteria"] if c["id"] == "I.A.4.a.i")
+    assert node["evidence"][0] == {"fact": "serum M-protein", "value": 1.6, "unit": "g/dL", "date": "2027-01-03",
+                                   "source": "test.yaml#labs[0]"}
+
+
+def test_json_is_deterministic_and_serializable(policy):
+    a = dumps(to_json(determine(make_case(), policy)))
+    b = dumps(to_json(determine(make_case(), policy)))
+    assert a == b
+    assert json.loads(a)["outcome"] == "meets_criteria"
+
+
+def test_every_criterion_of_the_policy_is_reported(policy):
+    out = to_json(determine(make_case(), policy))
+    ids = {c["id"] for c in out["criteria"]}
+    expected = {f"I.A.{i}" for i in range(1, 11)} | {"I.A.4.a.i", "I.A.4.a.ii", "I.A.4.a.iii", "I.A.4.b",
+                                                     "I.A.5.a", "I.A.5.b", "I.A.5.c", "III.A", "III.B"}
+    assert expected <= ids
+    assert all(c["reason"] for c in out["criteria"])
