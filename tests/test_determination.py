@@ -250,3 +250,11 @@ def test_every_criterion_of_the_policy_is_reported(policy):
                                                      "I.A.5.a", "I.A.5.b", "I.A.5.c", "III.A", "III.B"}
     assert expected <= ids
     assert all(c["reason"] for c in out["criteria"])
+
+
+@pytest.mark.parametrize("written,expected", [("HIM", "marketplace"), ("Health Insurance Marketplace", "marketplace"),
+                                              ("Medicare Advantage", "medicare"), ("Medicaid", "medicaid")])
+def test_line_of_business_as_plans_write_it(policy, written, expected):
+    d = determine(make_case(member__line_of_business=written), policy)
+    assert d.node("scope.line_of_business").evidence[0].value == expected
+    assert d.outcome == ("not_applicable" if expected == "medicare" else "meets_criteria")

@@ -44,9 +44,23 @@ def _parse_date(value: Optional[str], name: str) -> Optional[date]:
         raise typer.Exit(EXIT_INPUT) from None
 
 
+CASE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _expand(paths: List[Path]) -> List[Path]:
+    """Files as given; a folder stands for its case files (YAML and JSON), in name order."""
+    out: List[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in CASE_SUFFIXES and q.is_file()))
+        else:
+            out.append(p)
+    return out
+
+
 @app.command()
 def evaluate(
-    files: List[Path] = typer.Argument(..., help="Case files (YAML or JSON)."),
+    files: List[Path] = typer.Argument(..., help="Case files (YAML or JSON), or folders of them."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON contract instead of the report."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date (default: the date received)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
@@ -68,7 +82,8 @@ def evaluate(
         raise typer.Exit(EXIT_INPUT) from None
     results, failed = [], False
     console = Console()
-    for f in files:
+    paths = _expand(files)
+    for f in paths:
         try:
             case = load_case_file(f)
         except IntakeError as err:
@@ -81,7 +96,7 @@ def evaluate(
         else:
             render_report(d, console)
     if json_out and results:
-        sys.stdout.write(dumps(results if len(files) > 1 else results[0]))
+        sys.stdout.write(dumps(results if len(paths) > 1 else results[0]))
     if failed:
         raise typer.Exit(EXIT_INPUT)
 
@@ -104,6 +119,16 @@ def policy_check(path: Path = typer.Argument(..., help="The policy file to check
         _err(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
         raise typer.Exit(EXIT_INPUT)
     Console().print(f"{path}: OK")
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the JSON Schema of a policy file."""
+    import json
+
+    from priorauth.policies import PolicyDocument
+
+    sys.stdout.write(json.dumps(PolicyDocument.model_json_schema(), indent=2) + "\n")
 
 
 @app.command()

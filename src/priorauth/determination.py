@@ -81,8 +81,8 @@ def _scope_node(node_id: str, label: str, status: str, reason: str, evidence=())
     return NodeResult(node_id, label, "scope", status, reason, tuple(evidence))
 
 
-def _due(case: Case, policy: Policy, config: PayerConfig) -> datetime:
-    lob, urgency = case.member.line_of_business, case.request.urgency
+def _due(case: Case, policy: Policy, config: PayerConfig, lob: str) -> datetime:
+    urgency = case.request.urgency
     hours = (config.clocks.get(lob, {}).get(urgency)
              or policy.clock_hours.get(lob, {}).get(urgency)
              or policy.clock_hours["*"][urgency])
@@ -154,6 +154,7 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
     term = terminology or load_terminology()
     as_of = as_of or case.request.received
     ctx = _resolve_context(case, config, policy)
+    lob = ctx["line_of_business"] = term.line_of_business(case.member.line_of_business)
     facts = Facts(case, as_of, term, ctx)
     req, member = case.request, case.member
     scope: list[NodeResult] = []
@@ -166,7 +167,7 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
             if p not in problems:
                 problems.append(p)
         return Determination(case.id, case.title, policy, as_of, outcome, summary, reasons, scope, criteria, refer_to,
-                             missing or [], authorization, _review(policy, outcome), _due(case, policy, config), problems)
+                             missing or [], authorization, _review(policy, outcome), _due(case, policy, config, lob), problems)
 
     # 1. product
     drug = term.drug(req.drug)
@@ -181,7 +182,6 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
     scope.append(_scope_node("scope.product", f"The request is for {product.generic}", MET,
                              f"Requested product {req.drug!r} is {product.generic}", drug_ev))
     # 2. line of business
-    lob = member.line_of_business
     lob_ev = [Evidence("line of business", lob, source=str(member.source.at("line_of_business")))]
     lobs = policy.doc.lines_of_business
     if lob not in lobs:

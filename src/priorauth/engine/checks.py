@@ -536,7 +536,7 @@ class FormularyParams(Param):
 @register("formulary_status", FormularyParams)
 def formulary_status(f: Facts, p: FormularyParams) -> CheckResult:
     """The product is (or is not) on the line of business's formulary or PDL."""
-    lob = f.case.member.line_of_business
+    lob = f.context["line_of_business"]
     on = bool(f.context["formulary"].get(lob, True))
     return CheckResult(MET if on == p.on_formulary else NOT_MET,
                        f"The product is {'on' if on else 'not on'} the {lob} formulary / PDL",

@@ -25,7 +25,7 @@ from priorauth.engine.checks import CHECKS, Check
 from priorauth.engine.params import Qty
 from priorauth.intake.errors import problems_from_validation
 
-__all__ = ["PolicyError", "Policy", "Node", "load_policy", "default_policy", "check_policy_file", "DEFAULT_POLICY"]
+__all__ = ["PolicyError", "PolicyDocument", "Policy", "Node", "load_policy", "default_policy", "check_policy_file", "DEFAULT_POLICY"]
 
 DEFAULT_POLICY = "cp_phar_769.yaml"
 

@@ -81,7 +81,7 @@ def _phrase_pattern(phrases) -> re.Pattern:
 class Terminology:
     """All value sets, indexed for lookup. Build it with :func:`load_terminology`."""
 
-    def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict):
+    def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
         # lookups are pure: their answers are memoized (bounded) for repeated names and texts
         self._drug_memo: dict[str, Drug | None] = {}
         self._cns_memo: dict[str, tuple[CnsMatch, ...]] = {}
@@ -134,6 +134,10 @@ class Terminology:
             for item in spec.get("loinc", ()):
                 self._loinc[item["code"]] = test
 
+        self._lob: dict[str, str] = {}
+        for lob, names in payers["lines_of_business"].items():
+            for name in names:
+                self._lob[" ".join(_WORD_SPLIT.split(str(name).lower())).strip()] = lob
         self.taxonomies: dict[str, dict] = providers["taxonomies"]
         self._heme_onc_words = frozenset(
             " ".join(_WORD_SPLIT.split(w.lower())).strip() for w in providers["specialty_words"]["hematology_oncology"]
@@ -240,6 +244,11 @@ class Terminology:
                     break
         return found
 
+    def line_of_business(self, text: str) -> str:
+        """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded."""
+        key = " ".join(_WORD_SPLIT.split(text.lower())).strip()
+        return self._lob.get(key, key)
+
     # ---- labs and providers ------------------------------------------------------------------------
     def lab_by_loinc(self, code: str) -> str | None:
         return self._loinc.get(str(code).strip())
@@ -259,4 +268,5 @@ class Terminology:
 @lru_cache(maxsize=1)
 def load_terminology() -> Terminology:
     """The bundled value sets, read once per process."""
-    return Terminology(_read("drugs.yaml"), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"))
+    return Terminology(_read("drugs.yaml"), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"),
+                       _read("payers.yaml"))
