@@ -180,7 +180,8 @@ def count_lines(hist: TreatmentHistory, rules: LineRules) -> LineCount:
     partial = [r for r in regs if r.entry.line is not None]
     if partial:
         steps.append(f"line numbers given on {len(partial)} of {len(regs)} entries: reported, not used")
-    events: list[tuple[date, int, object]] = [(r.start, 0, r) for r in regs] + [(t.date, 1, t) for t in hist.transplants]
+    # on the same day a transplant comes first: a regimen started on the transplant day follows it
+    events: list[tuple[date, int, object]] = [(r.start, 1, r) for r in regs] + [(t.date, 0, t) for t in hist.transplants]
     events.sort(key=lambda e: (e[0], e[1], e[2].index))
     lines: list[Line] = []
     current: Line | None = None

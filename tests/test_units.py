@@ -1,0 +1,197 @@
+"""Unit conversion (priorauth.clinical.units): every spelling the engine reads, and the errors.
+
+Canonical units used by the engine: serum M-protein g/dL, urine M-protein mg/(24.h), free light chains mg/dL,
+CAR-T dose {cells} or {cells}/kg, circulating plasma cells {cells}/uL, eGFR mL/min/{1.73_m2}, weight kg.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from priorauth.clinical.units import UnitError, convert, factor
+
+SERUM = "g/dL"
+URINE = "mg/(24.h)"
+FLC = "mg/dL"
+CELLS = "{cells}"
+CELLS_PER_KG = "{cells}/kg"
+BLOOD_CELLS = "{cells}/uL"
+EGFR = "mL/min/{1.73_m2}"
+
+
+# ---- serum M-protein: g/L and mg/dL to g/dL -------------------------------------------------------------------
+@pytest.mark.parametrize("unit, expected", [
+    ("g/dL", 1.0),
+    ("g/L", 0.1),
+    ("mg/dL", 0.001),
+])
+def test_serum_factor_to_g_per_dl(unit, expected):
+    assert factor(unit, SERUM) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sixteen_g_per_l_is_1_6_g_per_dl():
+    assert convert(16, "g/L", SERUM) == pytest.approx(1.6, rel=1e-12)
+
+
+def test_1000_mg_per_dl_is_1_g_per_dl():
+    assert convert(1000, "mg/dL", SERUM) == pytest.approx(1.0, rel=1e-12)
+
+
+# ---- urine M-protein: g/24h, g/(24.h), mg/24 h, mg/d to mg/(24.h) ----------------------------------------------
+@pytest.mark.parametrize("unit, expected", [
+    ("mg/(24.h)", 1.0),
+    ("mg/24h", 1.0),
+    ("mg/24 h", 1.0),
+    ("mg/d", 1.0),
+    ("g/24h", 1000.0),
+    ("g/(24.h)", 1000.0),
+])
+def test_urine_factor_to_mg_per_24h(unit, expected):
+    assert factor(unit, URINE) == pytest.approx(expected, rel=1e-12)
+
+
+def test_0_2_g_per_24h_is_200_mg_per_24h():
+    assert convert(0.2, "g/24h", URINE) == pytest.approx(200.0, rel=1e-12)
+
+
+def test_urine_per_hour_is_not_per_day():
+    # mg/h is a rate 24 times larger than mg/24 h: the "24" must be read as a divisor, not dropped
+    assert factor("mg/h", URINE) == pytest.approx(24.0, rel=1e-12)
+
+
+# ---- free light chains: mg/L to mg/dL ---------------------------------------------------------------------------
+def test_mg_per_l_to_mg_per_dl():
+    assert factor("mg/L", FLC) == pytest.approx(0.1, rel=1e-12)
+    assert convert(100, "mg/L", FLC) == pytest.approx(10.0, rel=1e-12)
+
+
+def test_mg_per_dl_is_canonical_flc_unit():
+    assert factor("mg/dL", FLC) == 1.0
+
+
+# ---- CAR-T dose ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("unit, expected", [
+    ("10*6{cells}", 1e6),
+    ("x10^6 cells", 1e6),
+    ("{cells}", 1.0),
+])
+def test_flat_dose_units_to_cells(unit, expected):
+    assert factor(unit, CELLS) == pytest.approx(expected, rel=1e-12)
+
+
+def test_115_million_cells():
+    assert convert(115, "10*6{cells}", CELLS) == pytest.approx(115e6, rel=1e-12)
+    assert convert(115, "x10^6 cells", CELLS) == pytest.approx(115e6, rel=1e-12)
+
+
+def test_per_kg_dose_to_cells_per_kg():
+    assert factor("10*6{cells}/kg", CELLS_PER_KG) == pytest.approx(1e6, rel=1e-12)
+
+
+def test_per_kg_dose_is_not_a_flat_count():
+    with pytest.raises(UnitError, match="cannot be converted"):
+        factor("10*6{cells}/kg", CELLS)
+
+
+def test_flat_dose_is_not_per_kg():
+    with pytest.raises(UnitError, match="cannot be converted"):
+        factor("10*6{cells}", CELLS_PER_KG)
+
+
+# ---- circulating plasma cells: /uL, {cells}/uL, 10*9/L ---------------------------------------------------------
+@pytest.mark.parametrize("unit, expected", [
+    ("/uL", 1.0),
+    ("{cells}/uL", 1.0),
+    ("cells/uL", 1.0),
+    ("10*9/L", 1000.0),
+    ("cells/mm3", 1.0),
+    ("/mm3", 1.0),
+])
+def test_blood_cell_counts_to_cells_per_ul(unit, expected):
+    assert factor(unit, BLOOD_CELLS) == pytest.approx(expected, rel=1e-12)
+
+
+def test_per_ul_and_cells_per_ul_are_the_same_unit():
+    # UCUM: {cells} is an annotation, so /uL and {cells}/uL convert 1:1 both ways
+    assert factor("/uL", "{cells}/uL") == pytest.approx(1.0, rel=1e-12)
+    assert factor("{cells}/uL", "/uL") == pytest.approx(1.0, rel=1e-12)
+
+
+def test_0_2_times_10_9_per_l_is_200_per_ul():
+    assert convert(0.2, "10*9/L", BLOOD_CELLS) == pytest.approx(200.0, rel=1e-12)
+
+
+# ---- eGFR: mL/min/1.73m2 spellings -----------------------------------------------------------------------------
+@pytest.mark.parametrize("unit", [
+    "mL/min/{1.73_m2}",
+    "mL/min/1.73m2",
+    "mL/min/1.73 m2",
+    "mL/min/1.73m^2",
+    "mL/min/1.73m²",
+    "mL/min/{1.73m2}",
+])
+def test_egfr_spellings(unit):
+    assert factor(unit, EGFR) == pytest.approx(1.0, rel=1e-12)
+    assert convert(59, unit, EGFR) == pytest.approx(59.0, rel=1e-12)
+
+
+def test_egfr_is_not_a_mass_concentration():
+    with pytest.raises(UnitError, match="cannot be converted"):
+        factor("mL/min/1.73m2", "mg/dL")
+
+
+# ---- weight ---------------------------------------------------------------------------------------------------
+def test_pounds_to_kg():
+    assert factor("lb", "kg") == pytest.approx(0.45359237, rel=1e-12)
+    assert convert(220.462, "lb", "kg") == pytest.approx(100.0, rel=1e-5)
+
+
+def test_kg_is_canonical_weight_unit():
+    assert factor("kg", "kg") == 1.0
+
+
+# ---- percentages ---------------------------------------------------------------------------------------------
+def test_percent_to_percent():
+    assert factor("%", "%") == 1.0
+
+
+# ---- errors ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("unit", ["@@", "mg/dL/", "notaunit{x}/("])
+def test_unreadable_unit_raises(unit):
+    with pytest.raises(UnitError, match="is not a unit"):
+        factor(unit, SERUM)
+
+
+@pytest.mark.parametrize("unit", ["", "   "])
+def test_empty_unit_raises(unit):
+    with pytest.raises(UnitError, match="empty unit"):
+        factor(unit, SERUM)
+
+
+def test_unreadable_target_raises():
+    with pytest.raises(UnitError, match="is not a unit"):
+        factor("g/dL", "@@")
+
+
+@pytest.mark.parametrize("unit, target", [
+    ("g/dL", URINE),          # a concentration is not a daily amount
+    (URINE, SERUM),
+    ("mg", SERUM),            # a mass is not a concentration
+    ("kg", CELLS),            # a weight is not a cell count
+    (CELLS, "kg"),
+    ("mL/min", "mg"),
+    ("lb", "g/dL"),
+])
+def test_wrong_dimension_raises(unit, target):
+    with pytest.raises(UnitError, match="cannot be converted"):
+        factor(unit, target)
+
+
+def test_convert_raises_the_same_error():
+    with pytest.raises(UnitError):
+        convert(1.0, "mg", SERUM)
+
+
+def test_unit_error_is_a_value_error():
+    # callers that catch ValueError (pydantic validators) see unit problems too
+    assert issubclass(UnitError, ValueError)
