@@ -364,4 +364,4 @@ def test_pub01_history_is_four_lines_with_all_three_classes():
 def test_regimen_started_on_the_transplant_day_follows_the_transplant():
     lc = lines(induction_and_transplant() + [reg(["lenalidomide"], TX_DATE, TX_DATE + timedelta(days=300))])
     assert lc.count == 1
-    assert "0 days after the transplant, a single agent (maintenance)" in steps_text(lc)
+    assert "0 days after the transplant, with drugs of the same line" in steps_text(lc)
