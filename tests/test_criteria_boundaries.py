@@ -16,61 +16,10 @@ from priorauth.determination import determine
 from priorauth.intake.casefile import parse_case_text
 from priorauth.policies import default_policy
 
+from helpers import ELIGIBLE_YAML
+
 # A copy of shared/scenarios/PUB-01.yaml (eligible: four prior lines, measurable serum M-protein, progression).
-PUB_01 = """\
-id: PUB-01
-title: 'Eligible: four prior lines, measurable serum M-protein, progression after the last regimen'
-context: {policy_effective: 2026-12-23}
-request:
-  received: 2027-01-11
-  kind: initial
-  urgency: standard
-  drug: anitocabtagene autoleucel
-  dose: {value: 115, unit: '10*6{cells}'}
-  tocilizumab:
-    doses: 4
-    dose: {value: 800, unit: mg}
-  diagnoses: [C90.02]
-  concurrent: []
-member: {id: M-0001, birth_date: 1957-06-30, line_of_business: medicaid, state: TX}
-prescriber: {npi: '1234567893', taxonomy: 207RH0003X}
-labs:
-- {test: serum_m_protein, value: 1.6, unit: g/dL, date: 2027-01-03}
-therapies:
-- drugs: [bortezomib, lenalidomide, dexamethasone]
-  start: 2021-03-01
-  end: 2021-07-15
-  intent: induction
-- {procedure: autologous_sct, date: 2021-09-02}
-- drugs: [lenalidomide]
-  start: 2021-12-01
-  end: 2023-05-20
-  intent: maintenance
-- drugs: [daratumumab, pomalidomide, dexamethasone]
-  start: 2023-06-05
-  end: 2024-08-30
-- drugs: [carfilzomib, cyclophosphamide, dexamethasone]
-  start: 2024-09-15
-  end: 2025-06-01
-- drugs: [selinexor, bortezomib, dexamethasone]
-  start: 2025-06-20
-  end: 2026-12-01
-assessments:
-- {date: 2026-12-05, response: progressive_disease}
-history:
-- {code: I10, text: essential hypertension}
-- {code: E11.9, text: type 2 diabetes mellitus}
-expect:
-  outcome: meets_criteria
-  criteria: {I.A.1: met, I.A.2: met, I.A.3: met, I.A.4: met, I.A.5: met, I.A.6: met, I.A.7: met, I.A.8: met, I.A.9: met, I.A.10: met}
-  authorization:
-    product: anitocabtagene autoleucel
-    doses: 1
-    max_cells: 115000000.0
-    valid_from: 2027-01-11
-    valid_to: 2027-04-11
-    tocilizumab: {doses: 4, max_mg_per_dose: 800}
-"""
+PUB_01 = ELIGIBLE_YAML
 
 BASE = yaml.safe_load(PUB_01)
 RECEIVED = date(2027, 1, 11)

@@ -14,14 +14,18 @@ import re
 from datetime import date, datetime, time
 
 _Date = date  # models below have fields named `date`
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
+                      field_validator, model_validator)
+
+from priorauth.clinical.units import UnitError, factor
 
 __all__ = [
     "Source", "Quantity", "Context", "Tocilizumab", "Request", "Member", "Consultation", "Prescriber", "Lab",
     "Regimen", "Procedure", "Assessment", "HistoryEntry", "Attestations", "Case", "LAB_TESTS",
-    "RESPONSES", "FINDINGS", "DRUG_CLASS_KEYS", "Therapy", "THERAPY_TAGS",
+    "RESPONSES", "FINDINGS", "DRUG_CLASS_KEYS", "Therapy", "THERAPY_TAGS", "DOSE_UNITS", "CellDose", "MgDose",
+    "Weight", "Number", "unit_problem",
 ]
 
 LAB_TESTS = (
@@ -33,6 +37,8 @@ RESPONSES = (
     "very_good_partial_response", "complete_response", "stringent_complete_response",
 )
 FINDINGS = ("new_lesion", "lesion_growth", "cns_involvement", "meningeal_involvement")
+#: the units a CAR-T dose may be given in: a flat count of cells, or a count per kilogram of body weight
+DOSE_UNITS = ("{cells}", "{cells}/kg")
 DRUG_CLASS_KEYS = ("imid", "proteasome_inhibitor", "anti_cd38", "anti_bcma", "car_t", "other_anti_myeloma")
 _ICD10CM = re.compile(r"^[A-TV-Z][0-9][0-9AB](\.?[0-9A-TV-Z]{1,4})?$", re.IGNORECASE)
 
@@ -65,8 +71,32 @@ class _Fact(BaseModel):
     source: Source | None = Field(default=None, exclude=True)
 
 
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a number")
+    return v
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+
+
+def unit_problem(unit: str, targets: tuple[str, ...]) -> str | None:
+    """Why ``unit`` cannot be read or converted to one of ``targets``; None when it can."""
+    try:
+        factor(unit, unit)
+    except UnitError as exc:
+        return str(exc)
+    for target in targets:
+        try:
+            factor(unit, target)
+            return None
+        except UnitError:
+            continue
+    return f"{unit!r} cannot be converted to {' or '.join(repr(t) for t in targets)}"
+
+
 class Quantity(_Fact):
-    value: float
+    value: Number
     unit: str
 
     @field_validator("value")
@@ -83,10 +113,30 @@ class Quantity(_Fact):
     def _unit(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must not be empty")
-        return v.strip()
+        v = v.strip()
+        problem = unit_problem(v, cls.UNITS) if cls.UNITS else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    UNITS: ClassVar[tuple[str, ...]] = ()
 
     def __str__(self) -> str:
         return f"{self.value:g} {self.unit}"
+
+
+class CellDose(Quantity):
+    """A CAR-T dose: a count of cells, flat or per kilogram of body weight."""
+
+    UNITS: ClassVar[tuple[str, ...]] = DOSE_UNITS
+
+
+class MgDose(Quantity):
+    UNITS: ClassVar[tuple[str, ...]] = ("mg", "mg/kg")
+
+
+class Weight(Quantity):
+    UNITS: ClassVar[tuple[str, ...]] = ("kg",)
 
 
 class Context(_Fact):
@@ -99,7 +149,13 @@ class Context(_Fact):
 
 class Tocilizumab(_Fact):
     doses: int = Field(ge=1)
-    dose: Quantity
+    dose: MgDose
+
+
+def _icd10cm(code: str) -> str:
+    if not _ICD10CM.match(code.strip()):
+        raise ValueError(f"{code!r} is not an ICD-10-CM code")
+    return code.strip().upper()
 
 
 def _parse_received(v: Any) -> Any:
@@ -110,8 +166,8 @@ def _parse_received(v: Any) -> Any:
         try:
             return date.fromisoformat(s) if len(s) == 10 else datetime.fromisoformat(s.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"{v!r} is not a date") from None
-    raise ValueError(f"{v!r} is not a date")
+            return v  # the field's own date check names the field and the value
+    return v
 
 
 class Request(_Fact):
@@ -120,9 +176,9 @@ class Request(_Fact):
     kind: Literal["initial", "continuation"] = "initial"
     urgency: Literal["standard", "expedited"] = "standard"
     drug: str
-    dose: Quantity | None = None
+    dose: CellDose | None = None
     tocilizumab: Tocilizumab | None = None
-    diagnoses: list[str] = Field(default_factory=list)
+    diagnoses: list[Annotated[str, AfterValidator(_icd10cm)]] = Field(default_factory=list)
     concurrent: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -136,14 +192,6 @@ class Request(_Fact):
             else:
                 data["received"] = parsed
         return data
-
-    @field_validator("diagnoses")
-    @classmethod
-    def _codes(cls, v: list[str]) -> list[str]:
-        for i, code in enumerate(v):
-            if not _ICD10CM.match(code.strip()):
-                raise ValueError(f"item {i}: {code!r} is not an ICD-10-CM code")
-        return [c.strip().upper() for c in v]
 
     @field_validator("drug")
     @classmethod
@@ -162,7 +210,7 @@ class Member(_Fact):
     birth_date: _Date | None = None
     line_of_business: str
     state: str | None = None
-    weight: Quantity | None = None
+    weight: Weight | None = None
 
     @field_validator("line_of_business")
     @classmethod
@@ -203,14 +251,14 @@ class Prescriber(_Fact):
 
 
 class Lab(_Fact):
-    test: str | None = None
+    test: Literal[LAB_TESTS] | None = None  # type: ignore[valid-type]
     loinc: str | None = None
-    value: float
-    unit: str | None = None
+    value: Number
+    unit: str | None = Field(default=None, validate_default=True)
     date: _Date
     reference_range: tuple[float, float] | None = None
     flag: Literal["abnormal", "normal", "high", "low"] | None = None
-    # set by intake: the value in the test's canonical unit
+    # the value in the test's canonical unit (set on validation)
     canonical: float | None = Field(default=None, exclude=True)
 
     @field_validator("value")
@@ -219,6 +267,31 @@ class Lab(_Fact):
         if not math.isfinite(v) or v < 0:
             raise ValueError("must be a finite number, not negative")
         return v
+
+    @field_validator("loinc")
+    @classmethod
+    def _loinc(cls, v: str | None, info: ValidationInfo) -> str | None:
+        test = info.data.get("test")
+        by_code = _lab_test(None, v)
+        if test is not None and by_code is not None and by_code != test:
+            raise ValueError(f"{v!r} is {by_code}, but test says {test}")
+        return v
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str | None, info: ValidationInfo) -> str | None:
+        test = _lab_test(info.data.get("test"), info.data.get("loinc"))
+        if test is None:
+            return v
+        target = _terminology().lab_tests[test]["unit"]
+        if v is None or not v.strip():
+            if target in ("1", "%"):
+                return target
+            raise ValueError(f"is required for {test} (for instance {target})")
+        problem = unit_problem(v.strip(), (target,))
+        if problem:
+            raise ValueError(f"{problem} (the unit of {test})")
+        return v.strip()
 
     @field_validator("reference_range")
     @classmethod
@@ -231,9 +304,22 @@ class Lab(_Fact):
     def _named(self) -> "Lab":
         if self.test is None and self.loinc is None:
             raise ValueError("a lab needs `test` or `loinc`")
-        if self.test is not None and self.test not in LAB_TESTS:
-            raise ValueError(f"test {self.test!r} is not one of {', '.join(LAB_TESTS)}")
+        self.test = self.test or _lab_test(None, self.loinc)
+        if self.test is not None and self.unit is not None:
+            self.canonical = self.value * factor(self.unit, _terminology().lab_tests[self.test]["unit"])
         return self
+
+
+def _terminology():
+    from priorauth.terminology import load_terminology
+
+    return load_terminology()
+
+
+def _lab_test(test: str | None, loinc: str | None) -> str | None:
+    if test is not None:
+        return test
+    return _terminology().lab_by_loinc(loinc) if loinc else None
 
 
 class Regimen(_Fact):
@@ -243,6 +329,13 @@ class Regimen(_Fact):
     end: _Date | None = None
     intent: Literal["induction", "consolidation", "maintenance"] | None = None
     line: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_both(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "procedure" in data:
+            raise ValueError("an entry is a regimen (`drugs` or `regimen`) or a procedure, not both")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "Regimen":
@@ -280,12 +373,15 @@ class HistoryEntry(_Fact):
     onset: _Date | None = None
     status: Literal["active", "resolved"] | None = None
 
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        return None if v is None else _icd10cm(v)
+
     @model_validator(mode="after")
     def _one(self) -> "HistoryEntry":
         if not (self.code or self.text):
             raise ValueError("a history entry needs a `code` or a `text`")
-        if self.code and not _ICD10CM.match(self.code.strip()):
-            raise ValueError(f"code {self.code!r} is not an ICD-10-CM code")
         return self
 
 

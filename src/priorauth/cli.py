@@ -21,7 +21,8 @@ EXIT_INPUT = 2
 
 
 def _err(msg: str) -> None:
-    Console(stderr=True).print(msg, markup=False, highlight=False)
+    # plain text, one problem a line, never wrapped: scripts read these lines
+    sys.stderr.write(msg.rstrip("\n") + "\n")
 
 
 def _load_policy(path: Optional[Path]):

@@ -1,7 +1,8 @@
-"""Case files, format 1 (YAML or JSON): parse, validate, attach sources, convert units.
+"""Case files, format 1 (YAML or JSON): parse, validate, attach sources.
 
-A malformed file raises :class:`IntakeError` listing every problem by field path. A file that reads but
-carries fields priorauth does not know keeps them out of the evaluation and lists them in ``case.notes``.
+A malformed file raises :class:`IntakeError` listing every problem by field path (units are checked by the
+case model where each is read, so they are reported with the rest). A file that reads but carries fields
+priorauth does not know keeps them out of the evaluation and lists them in ``case.notes``.
 """
 
 from __future__ import annotations
@@ -13,23 +14,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from priorauth.case import THERAPY_TAGS, Case, Lab, Quantity, Source
-from priorauth.clinical.units import UnitError, factor
+from priorauth.case import THERAPY_TAGS, Case, Source
 from priorauth.intake.errors import IntakeError, problems_from_validation
-from priorauth.terminology import Terminology, load_terminology
 
-__all__ = ["load_case_file", "parse_case_text", "case_from_data", "DOSE_UNITS"]
+__all__ = ["load_case_file", "parse_case_text", "case_from_data", "MAX_FILE_BYTES"]
 
-#: the units a CAR-T dose may be given in: a flat count of cells, or a count per kilogram of body weight
-DOSE_UNITS = {"flat": "{cells}", "per_kg": "{cells}/kg"}
 MAX_FILE_BYTES = 5 * 1024 * 1024
-
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML was built with it
 
 
 class _Loader(_Base):
-    """YAML without implicit timestamps (dates stay text for the model to check) and with duplicate keys refused."""
+    """YAML without implicit timestamps: dates stay text for the model to check and name."""
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -39,41 +35,70 @@ _Loader.yaml_implicit_resolvers = {
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: Any, line: int):
-        self.key, self.line = key, line
+    def __init__(self, path: str, line: int = 0):
+        self.path, self.line = path, line
 
 
-def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    out: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in out:
-            raise _DuplicateKey(key, key_node.start_mark.line + 1)
-        out[key] = loader.construct_object(value_node, deep=deep)
-    return out
+def _child(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+def _yaml_duplicates(node: yaml.Node, path: str = "") -> None:
+    """Refuse a mapping that gives a key twice, naming its full path (PyYAML would keep the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+            if key in seen:
+                raise _DuplicateKey(_child(path, key), key_node.start_mark.line + 1)
+            seen.add(key)
+            _yaml_duplicates(value_node, _child(path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _yaml_duplicates(item, f"{path}[{i}]")
+
+
+_DUP = "\x00duplicate keys"
 
 
 def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for key, value in pairs:
         if key in out:
-            raise _DuplicateKey(key, 0)
+            out.setdefault(_DUP, []).append(key)
         out[key] = value
     return out
+
+
+def _json_duplicates(data: Any, path: str = "") -> None:
+    if isinstance(data, dict):
+        if _DUP in data:
+            raise _DuplicateKey(_child(path, data[_DUP][0]))
+        for k, v in data.items():
+            _json_duplicates(v, _child(path, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            _json_duplicates(v, f"{path}[{i}]")
 
 
 def _parse(text: str, origin: str, fmt: str) -> Any:
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=_json_pairs)
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+            _json_duplicates(data)
+            return data
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _yaml_duplicates(node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except _DuplicateKey as dup:
         where = f" (line {dup.line})" if dup.line else ""
-        raise IntakeError(origin, [f"{dup.key}: the key appears twice{where}"]) from None
+        raise IntakeError(origin, [f"{dup.path}: the key appears twice{where}"]) from None
     except json.JSONDecodeError as exc:
         raise IntakeError(origin, [f"(file): not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"]) from None
     except yaml.YAMLError as exc:
@@ -83,7 +108,7 @@ def _parse(text: str, origin: str, fmt: str) -> Any:
         raise IntakeError(origin, [f"(file): not valid YAML{where}: {problem}"]) from None
 
 
-def load_case_file(path: str | Path, terminology: Terminology | None = None) -> Case:
+def load_case_file(path: str | Path) -> Case:
     """Read and validate a case file (``.json`` is JSON, anything else YAML)."""
     p = Path(path)
     origin = str(path)
@@ -99,18 +124,15 @@ def load_case_file(path: str | Path, terminology: Terminology | None = None) -> 
     except UnicodeDecodeError as exc:
         raise IntakeError(origin, [f"(file): not UTF-8 text (byte {exc.start})"]) from None
     fmt = "json" if p.suffix.lower() == ".json" else "yaml"
-    return parse_case_text(text, origin, fmt, default_id=p.stem, terminology=terminology)
+    return parse_case_text(text, origin, fmt, default_id=p.stem)
 
 
-def parse_case_text(text: str, origin: str, fmt: str = "yaml", default_id: str | None = None,
-                    terminology: Terminology | None = None) -> Case:
-    data = _parse(text, origin, fmt)
-    return case_from_data(data, origin, default_id=default_id, terminology=terminology)
+def parse_case_text(text: str, origin: str, fmt: str = "yaml", default_id: str | None = None) -> Case:
+    return case_from_data(_parse(text, origin, fmt), origin, default_id=default_id)
 
 
-def case_from_data(data: Any, origin: str, default_id: str | None = None,
-                   terminology: Terminology | None = None) -> Case:
-    """Validate parsed case data into a Case with sources and canonical lab values."""
+def case_from_data(data: Any, origin: str, default_id: str | None = None) -> Case:
+    """Validate parsed case data into a Case whose facts carry their sources."""
     if data is None:
         raise IntakeError(origin, ["(file): is empty"])
     if not isinstance(data, dict):
@@ -124,24 +146,21 @@ def case_from_data(data: Any, origin: str, default_id: str | None = None,
         case = Case.model_validate(data)
     except ValidationError as err:
         raise IntakeError(origin, problems_from_validation(err, skip=THERAPY_TAGS)) from None
-    term = terminology or load_terminology()
-    problems: list[str] = []
     _attach_sources(case, Source(file=origin, path=""))
-    _normalize_labs(case, term, problems)
-    _check_quantities(case, problems)
-    if problems:
-        raise IntakeError(origin, problems)
+    _drop_unread_labs(case)
     case.notes.extend(_unknown_fields(case, ""))
     return case
 
 
-def _attach_sources(model: BaseModel, src: Source) -> None:
-    if "source" in type(model).model_fields:
-        model.source = src
+def _fields(model: BaseModel):
     for name in type(model).model_fields:
-        if name in ("source", "expect", "notes"):
-            continue
-        value = getattr(model, name)
+        if name not in ("source", "expect", "notes"):
+            yield name, getattr(model, name)
+
+
+def _attach_sources(model: BaseModel, src: Source) -> None:
+    model.source = src
+    for name, value in _fields(model):
         if isinstance(value, BaseModel):
             _attach_sources(value, src.at(name))
         elif isinstance(value, list):
@@ -152,10 +171,7 @@ def _attach_sources(model: BaseModel, src: Source) -> None:
 
 def _unknown_fields(model: BaseModel, path: str) -> list[str]:
     notes = [f"{path + '.' if path else ''}{k}: unknown field, ignored" for k in (model.model_extra or {})]
-    for name in type(model).model_fields:
-        if name in ("source", "expect", "notes"):
-            continue
-        value = getattr(model, name)
+    for name, value in _fields(model):
         sub = f"{path}.{name}" if path else name
         if isinstance(value, BaseModel):
             notes += _unknown_fields(value, sub)
@@ -166,52 +182,14 @@ def _unknown_fields(model: BaseModel, path: str) -> list[str]:
     return notes
 
 
-def _normalize_labs(case: Case, term: Terminology, problems: list[str]) -> None:
+def _drop_unread_labs(case: Case) -> None:
+    """Labs named only by a LOINC code this policy does not read are kept out and noted."""
     if not case.labs:
         return
-    kept: list[Lab] = []
+    kept = []
     for i, lab in enumerate(case.labs):
-        where = f"labs[{i}]"
-        if lab.loinc is not None:
-            by_code = term.lab_by_loinc(lab.loinc)
-            if lab.test is None and by_code is None:
-                case.notes.append(f"{where}.loinc: {lab.loinc!r} is not a test this policy reads; the result is not used")
-                continue
-            if lab.test is not None and by_code is not None and by_code != lab.test:
-                problems.append(f"{where}.loinc: {lab.loinc!r} is {by_code}, but test says {lab.test}")
-                continue
-            lab.test = lab.test or by_code
-        target = term.lab_tests[lab.test]["unit"]
-        unit = lab.unit
-        if unit is None:
-            if target in ("1", "%"):
-                unit = target
-            else:
-                problems.append(f"{where}.unit: is required for {lab.test} (for instance {target})")
-                continue
-        try:
-            lab.canonical = lab.value * factor(unit, target)
-        except UnitError as exc:
-            problems.append(f"{where}.unit: {exc} (a {lab.test} result is in {target} or a unit convertible to it)")
-            continue
-        kept.append(lab)
+        if lab.test is None:
+            case.notes.append(f"labs[{i}].loinc: {lab.loinc!r} is not a test this policy reads; the result is not used")
+        else:
+            kept.append(lab)
     case.labs[:] = kept
-
-
-def _check_quantity(q: Quantity | None, path: str, targets: tuple[str, ...], problems: list[str]) -> None:
-    if q is None:
-        return
-    for target in targets:
-        try:
-            factor(q.unit, target)
-            return
-        except UnitError:
-            continue
-    problems.append(f"{path}.unit: {q.unit!r} cannot be converted to {' or '.join(repr(t) for t in targets)}")
-
-
-def _check_quantities(case: Case, problems: list[str]) -> None:
-    _check_quantity(case.request.dose, "request.dose", tuple(DOSE_UNITS.values()), problems)
-    if case.request.tocilizumab is not None:
-        _check_quantity(case.request.tocilizumab.dose, "request.tocilizumab.dose", ("mg", "mg/kg"), problems)
-    _check_quantity(case.member.weight, "member.weight", ("kg",), problems)

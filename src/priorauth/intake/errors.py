@@ -24,13 +24,15 @@ class IntakeError(ValueError):
 def format_loc(loc: tuple, skip: tuple[str, ...] = ()) -> str:
     """('labs', 2, 'date') -> 'labs[2].date'; discriminator tags named in ``skip`` are left out."""
     out = ""
+    previous: object = None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in skip:
-            continue
+        elif part in skip and isinstance(previous, int):
+            pass  # the tag of a union member, right after its list index
         else:
             out += f".{part}" if out else str(part)
+        previous = part
     return out or "(top level)"
 
 

@@ -226,16 +226,23 @@ def _mirror(spec: CriterionSpec, source: CriterionSpec) -> CriterionSpec:
 
 
 def _compile(spec: CriterionSpec, path: str, raw: dict, inherited: dict, problems: list[str], ids: set[str],
-             parent_id: str | None) -> Node | None:
+             parent_id: str | None, lobs: set[str]) -> Node | None:
     if spec.id in ids:
         problems.append(f"{path}.id: {spec.id!r} is used twice")
     ids.add(spec.id)
     if parent_id is not None and not spec.id.startswith(parent_id + "."):
         problems.append(f"{path}.id: {spec.id!r} does not continue its parent's numbering {parent_id!r}")
+    before = len(problems)
     own = _resolve(spec.params, raw, f"{path}.params", problems)
+    unresolved = len(problems) > before
     scope = {**inherited, **own}
     check = params = None
-    if spec.check is not None:
+    if spec.refer_to is not None and set(spec.refer_to) != lobs:
+        problems.append(f"{path}.refer_to: covers {', '.join(sorted(spec.refer_to))}; the policy's lines of business "
+                        f"are {', '.join(sorted(lobs))}")
+    if spec.check is not None and unresolved:
+        check = CHECKS.get(spec.check)  # its params are reported above; not validated with holes in them
+    elif spec.check is not None:
         check = CHECKS.get(spec.check)
         if check is None:
             problems.append(f"{path}.check: {spec.check!r} is not a check priorauth knows ({', '.join(sorted(CHECKS))})")
@@ -257,7 +264,7 @@ def _compile(spec: CriterionSpec, path: str, raw: dict, inherited: dict, problem
     key = "all" if spec.all is not None else "any"
     children = []
     for i, child in enumerate(kids_spec or ()):
-        node = _compile(child, f"{path}.{key}[{i}]", raw, scope, problems, ids, spec.id)
+        node = _compile(child, f"{path}.{key}[{i}]", raw, scope, problems, ids, spec.id, lobs)
         if node is not None:
             children.append(node)
     try:
@@ -280,25 +287,22 @@ def compile_policy(raw: Any, origin: str, content: bytes = b"") -> Policy:
     by_id = {c.id: (i, c) for i, c in enumerate(doc.criteria)}
     roots: dict[str, Node] = {}
     ids: set[str] = set()
+    lobs = set(doc.lines_of_business)
     for i, spec in enumerate(doc.criteria):
         path = f"criteria[{i}]"
         if spec.mirror is not None:
             if spec.mirror not in by_id or by_id[spec.mirror][1].mirror is not None:
                 problems.append(f"{path}.mirror: {spec.mirror!r} is not a section of this policy")
                 continue
-            spec = _mirror(spec, by_id[spec.mirror][1])
-        node = _compile(spec, path, raw, {}, problems, ids, None)
+            # a copy's problems are its source's, already reported at the source's paths
+            node = _compile(_mirror(spec, by_id[spec.mirror][1]), path, raw, {}, [], ids, None, lobs)
+        else:
+            node = _compile(spec, path, raw, {}, problems, ids, None, lobs)
         if node is not None:
             roots[node.id] = node
     for key, section in doc.sections.model_dump().items():
         if section is not None and section not in roots:
             problems.append(f"sections.{key}: {section!r} is not a top-level criterion")
-    lobs = set(doc.lines_of_business)
-    for root in roots.values():
-        for n in root.walk():
-            if n.refer_to is not None and set(n.refer_to) != lobs:
-                problems.append(f"criterion {n.id}: refer_to covers {sorted(n.refer_to)}, "
-                                f"the policy's lines of business are {sorted(lobs)}")
     try:
         doc.authorization.max_cells.to("{cells}")
     except UnitError as exc:

@@ -13,7 +13,7 @@ from importlib import resources
 
 import yaml
 
-__all__ = ["Drug", "CnsMatch", "Terminology", "load_terminology", "normalize_name", "normalize_code"]
+__all__ = ["Drug", "CnsMatch", "Terminology", "load_terminology", "fold_name", "normalize_name", "normalize_code"]
 
 _MARKS = re.compile(r"[®™©]")
 _SPACE = re.compile(r"\s+")
@@ -28,11 +28,14 @@ _WORD_SPLIT = re.compile(r"[^a-z0-9']+")
 _MEMO_LIMIT = 100_000
 
 
+def fold_name(text: str) -> str:
+    """Lower case, trademark marks removed, spaces folded."""
+    return _SPACE.sub(" ", _MARKS.sub("", text).replace("_", " ").strip().lower())
+
+
 def normalize_name(text: str) -> str:
-    """Lower case, trademark marks removed, spaces folded, FDA four-letter suffix removed."""
-    s = _MARKS.sub("", text).replace("_", " ").strip().lower()
-    s = _SPACE.sub(" ", s)
-    return _FDA_SUFFIX.sub("", s)
+    """A folded name with its FDA four-letter suffix removed (isatuximab-irfc -> isatuximab)."""
+    return _FDA_SUFFIX.sub("", fold_name(text))
 
 
 def normalize_code(code: str) -> str:
@@ -73,9 +76,10 @@ def _read(name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def _phrase_pattern(phrases) -> re.Pattern:
-    alts = sorted((re.escape(p.lower()) for p in phrases), key=len, reverse=True)
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")(?![a-z0-9])")
+def _phrase_pattern(phrases, plurals: bool = False) -> re.Pattern:
+    alts = sorted((re.escape(str(p).lower()) for p in phrases), key=len, reverse=True)
+    tail = r"(?:e?s)?" if plurals else ""
+    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")" + tail + r"(?![a-z0-9])")
 
 
 class Terminology:
@@ -103,7 +107,7 @@ class Terminology:
             if entry.get("suffix"):
                 keys.append(f"{entry['generic']}-{entry['suffix']}")
             for key in keys:
-                self._index(normalize_name(key), drug)
+                self._index(fold_name(key), drug)
             for code in entry.get("rxcui", ()):
                 self._index(f"rxcui:{code}", drug)
             for code in entry.get("hcpcs", ()):
@@ -127,6 +131,10 @@ class Terminology:
         self._cns_exclusions = [self._cns_group(k, v) for k, v in cns["exclusions"].items()]
         self._neg_before = _phrase_pattern(cns["negation_before"])
         self._neg_after = _phrase_pattern(cns["negation_after"])
+        self._pseudo = _phrase_pattern(cns["pseudo_negation"])
+        self._terminators = _phrase_pattern(cns["scope_terminators"])
+        self._neg_window = int(cns["negation_window_words"])
+        self._neg_answer = re.compile(r"^\s*[:=\-]\s*(?:" + "|".join(re.escape(str(a)) for a in cns["negative_answers"]) + r")\b")
 
         self.lab_tests: dict[str, dict] = labs["tests"]
         self._loinc = {}
@@ -170,6 +178,10 @@ class Terminology:
         m = _RXCUI.match(raw)
         if m:
             return self._drugs.get(f"rxcui:{m.group(1)}")
+        # the name as written first (daratumumab-fihj is the subcutaneous product), then without its suffix
+        found = self._drugs.get(fold_name(raw))
+        if found is not None:
+            return found
         key = normalize_name(raw)
         found = self._drugs.get(key)
         if found is not None:
@@ -202,7 +214,7 @@ class Terminology:
             label=spec["label"],
             prefixes=tuple(normalize_code(p) for p in spec["prefixes"]),
             synonyms=tuple(spec["synonyms"]),
-            pattern=_phrase_pattern(spec["synonyms"]),
+            pattern=_phrase_pattern(spec["synonyms"], plurals=True),
         )
 
     def cns_code(self, code: str) -> CnsMatch | None:
@@ -229,7 +241,7 @@ class Terminology:
 
     def _cns_text(self, text: str) -> list[CnsMatch]:
         found: list[CnsMatch] = []
-        for clause in re.split(r"[.;,:\n]|\bbut\b|\bhowever\b", text.lower()):
+        for clause in re.split(r"[.;,\n]|\bbut\b|\bhowever\b", text.lower()):
             if not clause.strip():
                 continue
             excluded = [m.span() for g in self._cns_exclusions for m in g.pattern.finditer(clause)]
@@ -238,11 +250,31 @@ class Terminology:
                     start, end = m.span()
                     if any(s <= start < e or s < end <= e for s, e in excluded):
                         continue
-                    if self._neg_before.search(clause[:start]) or self._neg_after.search(clause[end:]):
+                    if self._negated(clause, start, end):
                         continue
                     found.append(CnsMatch(g.key, g.label, m.group(0)))
                     break
         return found
+
+    def _negated(self, clause: str, start: int, end: int) -> bool:
+        """NegEx-style: a trigger shortly before the finding with no scope terminator between, a trigger right
+        after it that is not itself negated ("not ruled out"), or an answer such as "seizures: none"."""
+        before = clause[:start]
+        triggers = list(self._neg_before.finditer(before))
+        if triggers:
+            between = before[triggers[-1].end():]
+            if len(between.split()) <= self._neg_window and not self._terminators.search(between):
+                return True
+        after = clause[end:]
+        if self._neg_answer.match(after):
+            return True
+        for m in self._neg_after.finditer(after):
+            lead = after[:m.start()]
+            if self._terminators.search(lead):
+                break
+            if not self._pseudo.search(lead):
+                return True
+        return False
 
     def line_of_business(self, text: str) -> str:
         """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded."""
