@@ -258,3 +258,13 @@ def test_line_of_business_as_plans_write_it(policy, written, expected):
     d = determine(make_case(member__line_of_business=written), policy)
     assert d.node("scope.line_of_business").evidence[0].value == expected
     assert d.outcome == ("not_applicable" if expected == "medicare" else "meets_criteria")
+
+
+def test_provider_directory_resolves_an_unstated_specialty(policy):
+    case = make_case(prescriber={"npi": "1234567893"})
+    assert determine(case, policy).node("I.A.2").status == "unknown"
+    d = determine(case, policy, PayerConfig(provider_directory={"1234567893": "207RX0202X"}))
+    assert d.node("I.A.2").status == "met"
+    assert d.node("I.A.2").evidence[0].source == "provider directory (NPI 1234567893)"
+    d = determine(case, policy, PayerConfig(provider_directory={"1234567893": "207Q00000X"}))
+    assert d.node("I.A.2").status == "not_met" and "family medicine" in d.node("I.A.2").reason

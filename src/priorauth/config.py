@@ -3,7 +3,8 @@
 ``policy_effective`` is the FDA approval date once known (until then the policy is not in effect),
 ``formulary`` says per line of business whether the product is on the formulary / PDL (default: on),
 ``label_change_within_6_months`` flags a label change the policy does not yet reflect, and ``clocks``
-overrides the policy's review clocks in hours per line of business and urgency.
+overrides the policy's review clocks in hours per line of business and urgency, and ``provider_directory``
+gives the plan's NPI-to-taxonomy directory, used when a request does not state the prescriber's specialty.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class PayerConfig(BaseModel):
     formulary: dict[str, bool] = Field(default_factory=dict)
     label_change_within_6_months: bool = False
     clocks: dict[str, dict[Literal["standard", "expedited"], int]] = Field(default_factory=dict)
+    provider_directory: dict[str, str] = Field(default_factory=dict)   # NPI -> NUCC taxonomy
 
 
 def load_config(path: str | Path) -> PayerConfig:

@@ -69,6 +69,7 @@ def _resolve_context(case: Case, config: PayerConfig, policy: Policy) -> dict[st
         "policy_effective": effective,
         "formulary": formulary,
         "label_change_within_6_months": flag,
+        "provider_directory": config.provider_directory,
         "_sources": {
             "policy_effective": f"{src}policy_effective" if "policy_effective" in given else "payer configuration",
             "formulary": f"{src}formulary" if "formulary" in given else "payer configuration",

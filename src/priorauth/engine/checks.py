@@ -119,8 +119,11 @@ def prescriber_specialty(f: Facts, p: NoParams) -> CheckResult:
         return CheckResult(UNKNOWN, "No prescriber information was submitted",
                            missing=("The prescriber's specialty (NUCC taxonomy) or a consultation with a hematologist "
                                     "or oncologist",))
-    ok, what = _specialty(f, pres.taxonomy, pres.specialty)
-    ev = [Evidence("prescriber", what, source=str(pres.source))]
+    taxonomy, where = pres.taxonomy, str(pres.source)
+    if not (taxonomy or pres.specialty) and pres.npi and pres.npi in f.context.get("provider_directory", {}):
+        taxonomy, where = f.context["provider_directory"][pres.npi], f"provider directory (NPI {pres.npi})"
+    ok, what = _specialty(f, taxonomy, pres.specialty)
+    ev = [Evidence("prescriber", what, source=where)]
     if ok:
         return CheckResult(MET, f"Prescriber's {what} is hematology or oncology", tuple(ev))
     consult = pres.consultation
@@ -525,7 +528,7 @@ def label_change_flagged(f: Facts, p: FlagParams) -> CheckResult:
     """The payer has (or has not) flagged a recent label change this policy does not yet reflect."""
     flag = bool(f.context["label_change_within_6_months"])
     said = "flagged" if flag else "not flagged"
-    return CheckResult(MET if flag == p.flagged else NOT_MET, f"A label change within 6 months is {said}",
+    return CheckResult(MET if flag == p.flagged else NOT_MET, f"A recent label change not yet in the policy is {said}",
                        (Evidence("label change within 6 months", flag, source=f.context["_sources"]["label_change_within_6_months"]),))
 
 
