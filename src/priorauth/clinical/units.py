@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import pint
 
-__all__ = ["UnitError", "convert", "factor", "dimension_of", "normalize_unit"]
+__all__ = ["UnitError", "convert", "factor", "dimension_of", "normalize_unit", "display_unit", "format_quantity"]
 
 
 class UnitError(ValueError):
@@ -101,3 +101,18 @@ def convert(value: float, unit: str, target: str) -> float:
 def dimension_of(unit: str) -> str:
     """pint's dimensionality of a unit, as text (for messages and checks)."""
     return str(_parse(unit).dimensionality)
+
+
+_DISPLAY = {"mg/(24.h)": "mg/24 h", "mg/24h": "mg/24 h", "{cells}/uL": "cells/uL", "10*6{cells}": "x 10^6",
+            "mL/min/{1.73_m2}": "mL/min/1.73 m2", "1": ""}
+
+
+def display_unit(unit: str | None) -> str:
+    """A unit as a reviewer reads it (mg/(24.h) -> mg/24 h, 10*6{cells} -> x 10^6)."""
+    return _DISPLAY.get(unit or "", unit or "")
+
+
+def format_quantity(value, unit: str | None) -> str:
+    """``1.6 g/dL``, ``115 x 10^6``, ``25%``."""
+    shown = display_unit(unit)
+    return f"{value}{'' if shown in ('', '%') else ' '}{shown}"

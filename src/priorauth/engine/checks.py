@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from priorauth.case import DRUG_CLASS_KEYS, LAB_TESTS, Lab
 from priorauth.clinical.dates import age_on
 from priorauth.clinical.labs import at_least, flc_points
-from priorauth.clinical.units import UnitError, factor
+from priorauth.clinical.units import UnitError, factor, format_quantity
 from priorauth.engine.facts import Facts
 from priorauth.engine.params import Count, FlcRatioParams, LinesParams, Param, ProgressionParams, Qty
 from priorauth.engine.results import MET, NOT_MET, UNKNOWN, CheckResult, Evidence
@@ -52,12 +52,8 @@ def _lab_evidence(lab: Lab, term) -> Evidence:
     return Evidence(term.lab_tests[lab.test]["label"], lab.value, lab.unit, lab.date, str(lab.source))
 
 
-def _unit_text(unit: str) -> str:
-    return {"mg/(24.h)": "mg/24 h", "{cells}/uL": "cells/uL", "1": ""}.get(unit, unit)
-
-
 def _fmt(value: float, unit: str) -> str:
-    return f"{value:.4g} {_unit_text(unit)}".strip()
+    return format_quantity(f"{value:.4g}", unit)
 
 
 def _days(d1: date, d2: date) -> int:
@@ -222,10 +218,7 @@ class FlcThresholdParams(Param):
 
     @cached_property
     def rules(self):
-        from priorauth.engine.params import MeasurableParams
-
-        return MeasurableParams(window_days=self.window_days, serum_m_protein=Qty(value=0), urine_m_protein=Qty(value=0),
-                                involved_flc=self.threshold).flc_rules(self.flc_ratio)
+        return self.flc_ratio.rules(self.threshold)
 
 
 @register("involved_flc_in_window", FlcThresholdParams)

@@ -7,6 +7,7 @@ from datetime import date
 from functools import cached_property
 
 from priorauth.case import Case, Lab
+from priorauth.clinical.units import display_unit
 from priorauth.clinical.labs import LabProgression, ProgressionRules, lab_progression, labs_by_test
 from priorauth.clinical.therapy import LineCount, LineRules, TreatmentHistory, count_lines, resolve_history
 from priorauth.terminology import CnsMatch, Terminology
@@ -90,7 +91,7 @@ class Facts:
         if since is not None:
             for lp in lab_progression(self.labs, since, rules):
                 unit = "mg/dL" if lp.analyte == "flc_difference" else self.term.lab_tests[lp.analyte]["unit"]
-                events.append(ProgressionEvent(lp.date, "labs", lp.describe(_display_unit(unit)),
+                events.append(ProgressionEvent(lp.date, "labs", lp.describe(display_unit(unit)),
                                                str(lp.labs[0].source), lp.confirmed, lp))
         events.sort(key=lambda e: (e.date, e.kind))
         cache[key] = events
@@ -125,7 +126,3 @@ class Facts:
                     found.append(CnsFinding(m, "assessment", a.text, str(a.source)))
                     break
         return found
-
-
-def _display_unit(unit: str) -> str:
-    return {"mg/(24.h)": "mg/24 h", "{cells}/uL": "cells/uL", "1": ""}.get(unit, unit)

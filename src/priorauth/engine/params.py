@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from priorauth.clinical.labs import FlcRules, IncreaseRule, ProgressionRules
 from priorauth.clinical.therapy import LineRules
-from priorauth.clinical.units import UnitError, factor
+from priorauth.clinical.units import UnitError, factor, format_quantity
 
 __all__ = ["Param", "Qty", "Count", "Range", "IncreaseParam", "FlcRatioParams", "MeasurableParams",
            "ProgressionParams", "LinesParams"]
@@ -38,8 +38,7 @@ class Qty(Param):
         return self.value * factor(self.unit, target)
 
     def __str__(self) -> str:
-        unit = {"10*6{cells}": "x 10^6", "mg/24h": "mg/24 h", "%": "%"}.get(self.unit or "", self.unit or "")
-        return f"{self.value:g}{'' if unit in ('', '%') else ' '}{unit}"
+        return format_quantity(f"{self.value:g}", self.unit)
 
 
 class Count(Param):
@@ -86,6 +85,15 @@ class FlcRatioParams(Param):
     renal_egfr_below: Qty
     egfr_within_days: Count
 
+    def rules(self, measurable_involved: Qty) -> FlcRules:
+        return FlcRules(
+            normal_range=self.normal_range.value,
+            renal_range=self.renal_range.value,
+            renal_egfr_below=self.renal_egfr_below.to("mL/min/{1.73_m2}"),
+            egfr_within_days=self.egfr_within_days.value,
+            measurable_involved=measurable_involved.to("mg/dL"),
+        )
+
 
 class MeasurableParams(Param):
     window_days: Count
@@ -93,14 +101,6 @@ class MeasurableParams(Param):
     urine_m_protein: Qty
     involved_flc: Qty
 
-    def flc_rules(self, ratio: FlcRatioParams) -> FlcRules:
-        return FlcRules(
-            normal_range=ratio.normal_range.value,
-            renal_range=ratio.renal_range.value,
-            renal_egfr_below=ratio.renal_egfr_below.to("mL/min/{1.73_m2}"),
-            egfr_within_days=ratio.egfr_within_days.value,
-            measurable_involved=self.involved_flc.to("mg/dL"),
-        )
 
 
 class ProgressionParams(Param):
@@ -124,7 +124,7 @@ class ProgressionParams(Param):
             circulating_plasma_cells=self.circulating_plasma_cells.rule("{cells}/uL"),
             measurable_serum=self.measurable.serum_m_protein.to("g/dL"),
             measurable_urine=self.measurable.urine_m_protein.to("mg/(24.h)"),
-            flc=self.measurable.flc_rules(self.flc_ratio),
+            flc=self.flc_ratio.rules(self.measurable.involved_flc),
         )
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from priorauth.clinical.units import UnitError, factor
+from priorauth.clinical.units import UnitError, factor, format_quantity
 from priorauth.engine.checks import CHECKS, Check
 from priorauth.engine.params import Qty
 from priorauth.intake.errors import problems_from_validation
@@ -200,9 +200,7 @@ def _resolve(value: Any, raw: dict, path: str, problems: list[str], seen: tuple[
 def _display(value: Any) -> Any:
     if isinstance(value, dict):
         if "value" in value and set(value) <= {"value", "unit", "reference"}:
-            unit = value.get("unit")
-            shown = {"10*6{cells}": "x 10^6", "mg/24h": "mg/24 h"}.get(unit, unit)
-            return f"{value['value']}{'' if shown in (None, '%') else ' '}{shown or ''}"
+            return format_quantity(value["value"], value.get("unit"))
         return {k: _display(v) for k, v in value.items()}
     return value
 
