@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("files", nargs="*")
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    files = args.files or sorted(glob.glob(str(ROOT / "examples" / "cases" / "*.yaml")))
+    files = args.files or sorted(glob.glob(str(ROOT / "examples" / "cases" / "*.yaml")) + glob.glob(str(ROOT / "examples" / "cases" / "*.json")))
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     policy = default_policy()
