@@ -25,7 +25,7 @@ __all__ = [
     "Source", "Quantity", "Context", "Tocilizumab", "Request", "Member", "Consultation", "Prescriber", "Lab",
     "Regimen", "Procedure", "Assessment", "HistoryEntry", "Attestations", "Case", "LAB_TESTS",
     "RESPONSES", "FINDINGS", "DRUG_CLASS_KEYS", "Therapy", "THERAPY_TAGS", "DOSE_UNITS", "CellDose", "MgDose",
-    "Weight", "Number", "unit_problem",
+    "Weight", "Number", "unit_problem", "Document",
 ]
 
 LAB_TESTS = (
@@ -393,6 +393,17 @@ class Attestations(_Fact):
     prior_classes: list[Literal[DRUG_CLASS_KEYS]] | None = None  # type: ignore[valid-type]
 
 
+class Document(_Fact):
+    """A document attached to the request (a FHIR DocumentReference), kept for the reviewer to read."""
+
+    id: str | None = None
+    title: str | None = None
+    content_type: str | None = None
+    url: str | None = None
+    size: int | None = None
+    date: _Date | None = None
+
+
 def _therapy_kind(v: Any) -> str:
     # the entry's keys choose the model, so that errors speak of the right one
     if isinstance(v, dict):
@@ -419,6 +430,7 @@ class Case(_Fact):
     assessments: list[Assessment] | None = None
     history: list[HistoryEntry] | None = None
     attestations: Attestations | None = None
+    documents: list[Document] = Field(default_factory=list)
     expect: dict[str, Any] | None = Field(default=None, exclude=True)
     # set by intake: problems in the data that did not stop it from being read (unknown fields, ...)
     notes: list[str] = Field(default_factory=list, exclude=True)

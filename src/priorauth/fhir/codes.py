@@ -1,0 +1,66 @@
+"""Code systems, profiles and extension URLs used by the FHIR adapters (docs/fhir-mapping.md)."""
+
+from __future__ import annotations
+
+# ---- standard code systems ------------------------------------------------------------------------------------
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+CPT = "http://www.ama-assn.org/go/cpt"
+NUCC = "http://nucc.org/provider-taxonomy"
+NPI = "http://hl7.org/fhir/sid/us-npi"
+UCUM = "http://unitsofmeasure.org"
+SOPT = "urn:oid:2.16.840.1.113883.3.221.5"
+PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
+CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+X12_CERTIFICATION_TYPE = "https://codesystem.x12.org/005010/1322"
+X12_REVIEW_ACTION = "https://codesystem.x12.org/005010/306"
+ISSUE_TYPE = "http://hl7.org/fhir/issue-type"
+
+# ---- Da Vinci PAS ---------------------------------------------------------------------------------------------
+PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition"
+PAS_REQUEST_BUNDLE = f"{PAS}/profile-pas-request-bundle"
+PAS_RESPONSE_BUNDLE = f"{PAS}/profile-pas-response-bundle"
+PAS_CLAIM = f"{PAS}/profile-claim"
+PAS_CLAIM_RESPONSE = f"{PAS}/profile-claimresponse"
+EXT_REQUESTED_SERVICE = f"{PAS}/extension-requestedService"
+EXT_CERTIFICATION_TYPE = f"{PAS}/extension-certificationType"
+EXT_REVIEW_ACTION = f"{PAS}/extension-reviewAction"
+EXT_REVIEW_ACTION_CODE = f"{PAS}/extension-reviewActionCode"
+EXT_ITEM_PREAUTH_PERIOD = f"{PAS}/extension-itemPreAuthPeriod"
+EXT_ITEM_AUTHORIZED_DETAIL = f"{PAS}/extension-itemAuthorizedDetail"
+PAS_SUPPORTING_INFO_TYPE = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASSupportingInfoType"
+
+# ---- Da Vinci CRD and DTR -------------------------------------------------------------------------------------
+CRD_COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
+CRD_TEMP = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
+DTR_QUESTIONNAIRE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
+DTR_QUESTIONNAIRE_RESPONSE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse"
+
+# ---- LOINC and SNOMED codes the mapping reads -----------------------------------------------------------------
+LOINC_BODY_WEIGHT = "29463-7"
+LOINC_DISEASE_STATUS = "97509-4"
+LOINC_MEDICATION_HISTORY = "10160-0"
+LOINC_PAST_ILLNESS = "11348-0"
+SNOMED_CONSULTATION = "11429006"
+SNOMED_DISEASE_STATUS = {"271299001": "progressive_disease", "359746009": "stable_disease", "268910001": "partial_response"}
+CPT_TRANSPLANT = {"38241": "autologous_sct", "38240": "allogeneic_sct"}
+CERTIFICATION_KIND = {"I": "initial", "R": "continuation", "4": "continuation"}
+KIND_CERTIFICATION = {"initial": "I", "continuation": "R"}
+
+# ---- priorauth's own codes (URNs: no domain implied) ----------------------------------------------------------
+CS = "urn:priorauth:codesystem:"
+EXT = "urn:priorauth:extension:"
+CS_LINE_OF_BUSINESS = CS + "line-of-business"
+CS_LAB_TEST = CS + "lab-test"
+CS_THERAPY_INTENT = CS + "therapy-intent"
+CS_IMWG_RESPONSE = CS + "imwg-response"
+CS_IMAGING_FINDING = CS + "imaging-finding"
+CS_DRUG_CLASS = CS + "drug-class"
+CS_CRITERION = CS + "criterion"
+EXT_LINE_OF_THERAPY = EXT + "line-of-therapy"
+EXT_REVIEWER = EXT + "claim-response-reviewer"
