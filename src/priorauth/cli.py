@@ -35,6 +35,27 @@ def _load_policy(path: Optional[Path]):
         raise typer.Exit(EXIT_INPUT) from None
 
 
+def _report_intake_error(err) -> None:
+    """The problems, one a line; for a FHIR bundle also the OperationOutcome."""
+    _err(err.report())
+    outcome = getattr(err, "operation_outcome", None)
+    if outcome is not None:
+        import json
+
+        _err(json.dumps(outcome(), indent=2))
+
+
+def _load_config(path: Optional[Path]):
+    from priorauth.config import PayerConfig, load_config
+    from priorauth.intake import IntakeError
+
+    try:
+        return load_config(path) if path else PayerConfig()
+    except IntakeError as err:
+        _err(err.report())
+        raise typer.Exit(EXIT_INPUT) from None
+
+
 def _parse_date(value: Optional[str], name: str) -> Optional[date]:
     if value is None:
         return None
@@ -66,29 +87,25 @@ def evaluate(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Evaluation date (default: the date received)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
+    strict: bool = typer.Option(False, "--strict", help="Validate PAS bundles against the FHIR models first."),
 ) -> None:
-    """Evaluate prior authorization requests against the policy."""
-    from priorauth.config import PayerConfig, load_config
+    """Evaluate prior authorization requests (case files or PAS request bundles) against the policy."""
     from priorauth.determination import determine
     from priorauth.intake import IntakeError
-    from priorauth.intake.casefile import load_case_file
+    from priorauth.intake.requests import load_request
     from priorauth.output import dumps, render_report, to_json
 
     when = _parse_date(as_of, "--as-of")
     pol = _load_policy(policy)
-    try:
-        cfg = load_config(config) if config else PayerConfig()
-    except IntakeError as err:
-        _err(err.report())
-        raise typer.Exit(EXIT_INPUT) from None
+    cfg = _load_config(config)
     results, failed = [], False
     console = Console()
     paths = _expand(files)
     for f in paths:
         try:
-            case = load_case_file(f)
+            case = load_request(f, cfg, strict=strict)
         except IntakeError as err:
-            _err(err.report())
+            _report_intake_error(err)
             failed = True
             continue
         d = determine(case, pol, cfg, as_of=when)
@@ -100,6 +117,60 @@ def evaluate(
         sys.stdout.write(dumps(results if len(paths) > 1 else results[0]))
     if failed:
         raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+def convert(
+    file: Path = typer.Argument(..., help="A case file."),
+    to: str = typer.Option("pas-bundle", "--to", help="Target format: pas-bundle."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of standard output."),
+) -> None:
+    """Convert a case file to a PAS request Bundle (FHIR R4 JSON)."""
+    import json
+
+    from priorauth.intake import IntakeError
+    from priorauth.intake.casefile import load_case_file
+
+    if to != "pas-bundle":
+        _err(f"--to: {to!r} is not a format priorauth writes (pas-bundle)")
+        raise typer.Exit(EXIT_INPUT)
+    try:
+        case = load_case_file(file)
+    except IntakeError as err:
+        _report_intake_error(err)
+        raise typer.Exit(EXIT_INPUT) from None
+    from priorauth.fhir.pas_build import bundle_from_case
+
+    text = json.dumps(bundle_from_case(case), indent=2, ensure_ascii=False) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def questionnaire(
+    file: Optional[Path] = typer.Argument(None, help="A request to pre-fill the answers from (optional)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
+) -> None:
+    """Print the DTR $questionnaire-package output (Parameters with the Questionnaire, pre-filled when a request is given)."""
+    import json
+
+    from priorauth.intake import IntakeError
+    from priorauth.intake.requests import load_request
+
+    pol = _load_policy(policy)
+    case = None
+    if file is not None:
+        try:
+            case = load_request(file, _load_config(config))
+        except IntakeError as err:
+            _report_intake_error(err)
+            raise typer.Exit(EXIT_INPUT) from None
+    from priorauth.fhir.dtr import questionnaire_package
+
+    sys.stdout.write(json.dumps(questionnaire_package(pol, case), indent=2, ensure_ascii=False) + "\n")
 
 
 @policy_app.command("show")

@@ -4,7 +4,9 @@
 ``formulary`` says per line of business whether the product is on the formulary / PDL (default: on),
 ``label_change_within_6_months`` flags a label change the policy does not yet reflect, and ``clocks``
 overrides the policy's review clocks in hours per line of business and urgency, and ``provider_directory``
-gives the plan's NPI-to-taxonomy directory, used when a request does not state the prescriber's specialty.
+gives the plan's NPI-to-taxonomy directory, used when a request does not state the prescriber's specialty,
+and ``member_eligibility`` the plan's member-to-line-of-business table, which wins over what a FHIR request's
+Coverage says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class PayerConfig(BaseModel):
     label_change_within_6_months: bool = False
     clocks: dict[str, dict[Literal["standard", "expedited"], int]] = Field(default_factory=dict)
     provider_directory: dict[str, str] = Field(default_factory=dict)   # NPI -> NUCC taxonomy
+    member_eligibility: dict[str, str] = Field(default_factory=dict)   # member id -> line of business
 
 
 def load_config(path: str | Path) -> PayerConfig:
