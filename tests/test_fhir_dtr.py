@@ -256,7 +256,7 @@ def test_package_without_a_case_holds_the_questionnaire(policy, q):
     pkg = questionnaire_package(policy)
     assert validate_resource(pkg) == []
     assert pkg["resourceType"] == "Parameters"
-    assert [p["name"] for p in pkg["parameter"]] == [PACKAGE_PARAMETER] == ["PackageBundle"]
+    assert [p["name"] for p in pkg["parameter"]] == [PACKAGE_PARAMETER] == ["packagebundle"]
     bundle = pkg["parameter"][0]["resource"]
     assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
     assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Questionnaire"]

@@ -39,6 +39,10 @@ PAS_SUPPORTING_INFO_TYPE = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASSup
 CRD_COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 CRD_TEMP = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"
 DTR_QUESTIONNAIRE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-std-questionnaire"
+DTR_SD = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition"
+DTR_INFORMATION_ORIGIN = f"{DTR_SD}/information-origin"
+QUESTIONNAIRE_UNIT_OPTION = "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption"
+DTR_PACKAGE_PARAMETER = "packagebundle"   # the $questionnaire-package output parameter (DTR 2.x)
 DTR_QUESTIONNAIRE_RESPONSE = "http://hl7.org/fhir/us/davinci-dtr/StructureDefinition/dtr-questionnaireresponse"
 
 # ---- LOINC and SNOMED codes the mapping reads -----------------------------------------------------------------
@@ -62,5 +66,7 @@ CS_IMWG_RESPONSE = CS + "imwg-response"
 CS_IMAGING_FINDING = CS + "imaging-finding"
 CS_DRUG_CLASS = CS + "drug-class"
 CS_CRITERION = CS + "criterion"
+CS_COVERAGE_REASON = CS + "coverage-assertion-reason"
+QUESTIONNAIRE_BASE = "urn:priorauth:questionnaire:"
 EXT_LINE_OF_THERAPY = EXT + "line-of-therapy"
 EXT_REVIEWER = EXT + "claim-response-reviewer"

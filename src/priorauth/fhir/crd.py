@@ -17,6 +17,7 @@ from datetime import date
 from typing import Any
 
 from priorauth.config import PayerConfig
+from priorauth.fhir import codes
 from priorauth.fhir.codes import CRD_COVERAGE_INFORMATION, CRD_TEMP, CS, CS_LINE_OF_BUSINESS, HCPCS, RXNORM
 from priorauth.fhir.dtr import questionnaire_canonical
 from priorauth.fhir.validate import require_valid, validate_resource
@@ -27,7 +28,7 @@ __all__ = ["coverage_information", "SUPPORTED_HOOKS", "CS_COVERAGE_REASON"]
 
 SUPPORTED_HOOKS = ("order-sign", "order-select")
 #: priorauth's reason codes for a coverage assertion (CRD's value set is extensible). TODO(lead): codes.py
-CS_COVERAGE_REASON = CS + "coverage-assertion-reason"
+CS_COVERAGE_REASON = codes.CS_COVERAGE_REASON
 
 
 def _fail(message: str) -> ValueError:

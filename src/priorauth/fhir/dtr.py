@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from priorauth.case import DRUG_CLASS_KEYS, Case, Lab
 from priorauth.clinical.units import UnitError, display_unit, factor, format_quantity
+from priorauth.fhir import codes
 from priorauth.fhir.codes import (CS_CRITERION, CS_DRUG_CLASS, DTR_QUESTIONNAIRE, DTR_QUESTIONNAIRE_RESPONSE, NUCC,
                                   UCUM)
 from priorauth.policies import Node, Policy
@@ -37,14 +38,14 @@ __all__ = ["questionnaire", "prefilled_response", "questionnaire_package", "ques
            "PACKAGE_PARAMETER"]
 
 #: the name of the $questionnaire-package output parameter holding the Bundle (docs/fhir-mapping.md)
-PACKAGE_PARAMETER = "PackageBundle"
+PACKAGE_PARAMETER = codes.DTR_PACKAGE_PARAMETER
 
 # Extension URLs not (yet) in codes.py, built from its bases. TODO(lead): move to codes.py.
 _DTR_SD = DTR_QUESTIONNAIRE.rsplit("/", 1)[0]
-EXT_INFORMATION_ORIGIN = f"{_DTR_SD}/information-origin"
-EXT_UNIT_OPTION = "http://hl7.org/fhir/StructureDefinition/questionnaire-unitOption"
+EXT_INFORMATION_ORIGIN = codes.DTR_INFORMATION_ORIGIN
+EXT_UNIT_OPTION = codes.QUESTIONNAIRE_UNIT_OPTION
 
-_QUESTIONNAIRE_BASE = "urn:priorauth:questionnaire:"
+_QUESTIONNAIRE_BASE = codes.QUESTIONNAIRE_BASE
 
 
 # ---- canonical --------------------------------------------------------------------------------------------------
