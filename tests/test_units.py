@@ -195,3 +195,8 @@ def test_convert_raises_the_same_error():
 def test_unit_error_is_a_value_error():
     # callers that catch ValueError (pydantic validators) see unit problems too
     assert issubclass(UnitError, ValueError)
+
+
+def test_ucum_customary_units_in_brackets():
+    assert factor("[lb_av]", "kg") == pytest.approx(0.45359237)
+    assert factor("[oz_av]", "g") == pytest.approx(28.349523125)

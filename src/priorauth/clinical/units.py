@@ -36,6 +36,9 @@ def _ureg() -> pint.UnitRegistry:
 _BSA = re.compile(r"/\s*\{?\s*1[.,]73\s*_?\s*m(?:2|\^2|²|\*\*2)\s*\}?", re.IGNORECASE)
 _POW10 = re.compile(r"10\s*(?:\*|\^|\*\*)\s*([+-]?\d+)")
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+# UCUM's customary units are written in brackets
+_UCUM_BRACKETS = {"[lb_av]": "lb", "[oz_av]": "oz", "[in_i]": "inch", "[ft_i]": "foot", "[iu]": "IU"}
+_UCUM_ATOMS = re.compile(r"\[[a-z_]+\]", re.IGNORECASE)
 _SUPER_POWER = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
 _TIMES_LEAD = re.compile(r"^\s*[x×]\s*(?=1e)")
 _TIMES_MID = re.compile(r"(?<=\d)\s*[x×]\s*(?=1e)")
@@ -52,6 +55,7 @@ def normalize_unit(unit: str) -> str:
     if not s:
         raise UnitError("empty unit")
     s = _BSA.sub("", s)
+    s = _UCUM_ATOMS.sub(lambda m: _UCUM_BRACKETS.get(m.group(0).lower(), m.group(0)), s)
     s = s.replace("µ", "u").replace("μ", "u").replace("mcL", "uL").replace("mcg", "ug")
     s = _ANNOTATION.sub(lambda m: " cell " if "cell" in m.group(1).lower() else " ", s)
     s = _POW10.sub(lambda m: f"1e{m.group(1)}", s)

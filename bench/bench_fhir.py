@@ -1,0 +1,78 @@
+"""PAS request bundles parsed and evaluated per second on one core.
+
+    .venv/bin/python bench/bench_fhir.py [--seconds 3] [BUNDLE.json ...]
+
+Without arguments it measures the bundles written from the acceptance scenarios (../shared/scenarios) and
+the hand-written ones in examples/fhir. Each run reads the JSON text (json.loads), maps it to a Case and
+evaluates it with its full trace; "strict" adds validation of every resource with the FHIR models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+from priorauth.config import PayerConfig
+from priorauth.determination import determine
+from priorauth.fhir.pas_intake import case_from_bundle
+from priorauth.policies import default_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def scenario_bundles() -> list[str]:
+    from priorauth.fhir.pas_build import bundle_from_case
+    from priorauth.intake.casefile import load_case_file
+
+    out = [json.dumps(bundle_from_case(load_case_file(p)))
+           for p in sorted(glob.glob(str(ROOT.parent / "shared" / "scenarios" / "*.yaml")))]
+    out += [Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "examples" / "fhir" / "*.json")))]
+    return out
+
+
+def rate(fn, seconds: float) -> tuple[float, int]:
+    fn()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        if n % 50 == 0 and time.perf_counter() - start >= seconds:
+            break
+    elapsed = time.perf_counter() - start
+    return n / elapsed, n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    texts = [Path(f).read_text() for f in args.files] if args.files else scenario_bundles()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    policy = default_policy()
+    config = PayerConfig(policy_effective=date(2026, 12, 23))
+    sizes = [len(json.loads(t).get("entry", [])) for t in texts]
+    print(f"{len(texts)} PAS bundles ({min(sizes)}-{max(sizes)} entries); policy {policy.id}; one core")
+    i = 0
+
+    def run(strict: bool):
+        def once():
+            nonlocal i
+            text = texts[i % len(texts)]
+            i += 1
+            determine(case_from_bundle(json.loads(text), "bench.json", strict=strict), policy, config)
+        return once
+
+    for name, strict in (("parse+evaluate", False), ("strict", True)):
+        r, n = rate(run(strict), args.seconds)
+        print(f"{name:15s} {r:9.0f} bundles/s   ({n} runs, {1e6 / r:.0f} us each)")
+
+
+if __name__ == "__main__":
+    main()
