@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_fhir.py [--seconds 3] [BUNDLE.json ...]
 
 Without arguments it measures the bundles written from the acceptance scenarios (../shared/scenarios) and
-the hand-written ones in examples/fhir. Each run reads the JSON text (json.loads), maps it to a Case and
+the hand-written ones in examples/fhir. Each run parses the JSON text, maps it to a Case and
 evaluates it with its full trace; "strict" adds validation of every resource with the FHIR models.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from priorauth.config import PayerConfig
 from priorauth.determination import determine
-from priorauth.fhir.pas_intake import case_from_bundle
+from priorauth.fhir.pas_intake import parse_bundle_text
 from priorauth.policies import default_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def main() -> None:
             nonlocal i
             text = texts[i % len(texts)]
             i += 1
-            determine(case_from_bundle(json.loads(text), "bench.json", strict=strict), policy, config)
+            determine(parse_bundle_text(text, "bench.json", strict=strict), policy, config)
         return once
 
     for name, strict in (("parse+evaluate", False), ("strict", True)):

@@ -20,6 +20,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Di
                       field_validator, model_validator)
 
 from priorauth.clinical.units import UnitError, factor
+from priorauth.terminology import load_terminology
 
 __all__ = [
     "Source", "Quantity", "Context", "Tocilizumab", "Request", "Member", "Consultation", "Prescriber", "Lab",
@@ -311,8 +312,6 @@ class Lab(_Fact):
 
 
 def _terminology():
-    from priorauth.terminology import load_terminology
-
     return load_terminology()
 
 
