@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
-import time
 from pathlib import Path
+
+from timing import one_core, rate
 
 from priorauth.determination import determine
 from priorauth.intake.casefile import load_case_file
@@ -23,18 +23,6 @@ from priorauth.policies import default_policy
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rate(fn, seconds: float) -> tuple[float, int]:
-    fn()  # warm caches (terminology, units, policy)
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while True:
-        fn()
-        n += 1
-        if n % 50 == 0 and time.perf_counter() >= deadline:
-            break
-    elapsed = time.perf_counter() - start
-    return n / elapsed, n
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -42,8 +30,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     files = args.files or sorted(glob.glob(str(ROOT / "examples" / "cases" / "*.yaml")) + glob.glob(str(ROOT / "examples" / "cases" / "*.json")))
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
+    one_core()
     policy = default_policy()
     cases = [load_case_file(f) for f in files]
     print(f"{len(files)} case files; policy {policy.id} v{policy.version}; one core")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
-import time
 from datetime import date
 from pathlib import Path
+
+from timing import one_core, rate
 
 from priorauth.config import PayerConfig
 from priorauth.determination import determine
@@ -35,17 +35,6 @@ def scenario_bundles() -> list[str]:
     return out
 
 
-def rate(fn, seconds: float) -> tuple[float, int]:
-    fn()
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        if n % 50 == 0 and time.perf_counter() - start >= seconds:
-            break
-    elapsed = time.perf_counter() - start
-    return n / elapsed, n
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -53,8 +42,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     texts = [Path(f).read_text() for f in args.files] if args.files else scenario_bundles()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    one_core()
     policy = default_policy()
     config = PayerConfig(policy_effective=date(2026, 12, 23))
     sizes = [len(json.loads(t).get("entry", [])) for t in texts]

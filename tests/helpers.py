@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 from priorauth.intake.casefile import case_from_data
@@ -105,3 +106,26 @@ expect:
     valid_to: 2027-04-11
     tocilizumab: {doses: 4, max_mg_per_dose: 800}
 """
+
+
+def _norm(v):
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def assert_subset(expected, actual, path="authorization"):
+    """Every key ``expected`` gives must match in ``actual`` (dates as ISO text, floats approximately)."""
+    import pytest
+
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: expected a mapping, got {actual!r}"
+        for k, v in expected.items():
+            assert k in actual, f"{path}.{k}: missing"
+            assert_subset(v, actual[k], f"{path}.{k}")
+    elif isinstance(expected, float) or isinstance(actual, float):
+        assert actual == pytest.approx(float(expected)), f"{path}: {actual!r} != {expected!r}"
+    else:
+        assert _norm(expected) == actual, f"{path}: {actual!r} != {expected!r}"

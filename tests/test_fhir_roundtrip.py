@@ -32,6 +32,7 @@ from priorauth.terminology import load_terminology
 
 from conftest import ROOT, SCENARIOS
 from helpers import make_case
+from helpers import assert_subset
 
 SCENARIO_FILES = sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
 CASE_EXAMPLES = sorted(p for p in (ROOT / "examples" / "cases").iterdir() if p.suffix in (".yaml", ".json"))
@@ -199,17 +200,6 @@ def test_every_example_has_an_expectation():
     assert sorted(p.name for p in FHIR_EXAMPLES) == sorted(EXPECTED)
 
 
-def _subset(expected, actual, path):
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: expected a mapping, got {actual!r}"
-        for k, v in expected.items():
-            assert k in actual, f"{path}.{k}: missing"
-            _subset(v, actual[k], f"{path}.{k}")
-    elif isinstance(expected, float) or isinstance(actual, float):
-        assert actual == pytest.approx(float(expected)), f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert expected == actual, f"{path}: {actual!r} != {expected!r}"
-
 
 @pytest.mark.parametrize("path", FHIR_EXAMPLES, ids=[p.stem for p in FHIR_EXAMPLES])
 def test_example_bundle(path, policy, case_from_bundle):
@@ -227,7 +217,7 @@ def test_example_bundle(path, policy, case_from_bundle):
             assert node_id in got, f"{node_id} was not evaluated"
             assert got[node_id] == status, f"{node_id}: {got[node_id]} ({d.node(node_id).reason})"
     if "authorization" in expect:
-        _subset(expect["authorization"], out["authorization"], "authorization")
+        assert_subset(expect["authorization"], out["authorization"], "authorization")
     if expect["outcome"] != "meets_criteria":
         assert out["authorization"] is None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 
@@ -11,29 +10,11 @@ from priorauth.intake.casefile import load_case_file
 from priorauth.output import to_json
 
 from conftest import SCENARIOS
+from helpers import assert_subset
 
 FILES = sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
 
 
-def _norm(v):
-    if isinstance(v, (dt.date, dt.datetime)):
-        return v.isoformat()
-    if isinstance(v, dict):
-        return {k: _norm(x) for k, x in v.items()}
-    return v
-
-
-def _subset(expected, actual, path="authorization"):
-    """Every key the scenario gives must match; keys it leaves out are not checked."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{path}: expected a mapping, got {actual!r}"
-        for k, v in expected.items():
-            assert k in actual, f"{path}.{k}: missing"
-            _subset(v, actual[k], f"{path}.{k}")
-    elif isinstance(expected, float) or isinstance(actual, float):
-        assert actual == pytest.approx(float(expected)), f"{path}: {actual!r} != {expected!r}"
-    else:
-        assert _norm(expected) == actual, f"{path}: {actual!r} != {expected!r}"
 
 
 def test_scenarios_are_there():
@@ -58,7 +39,7 @@ def test_scenario(path, policy):
     if expect["outcome"] == "refer_to_policy":
         assert out["refer_to"], "a referral names its policy"
     if "authorization" in expect:
-        _subset(expect["authorization"], out["authorization"])
+        assert_subset(expect["authorization"], out["authorization"])
     if expect["outcome"] == "needs_information":
         assert out["missing"], "needs_information lists what is missing"
     if expect["outcome"] != "meets_criteria":

@@ -33,6 +33,8 @@ EXT_REVIEW_ACTION = f"{PAS}/extension-reviewAction"
 EXT_REVIEW_ACTION_CODE = f"{PAS}/extension-reviewActionCode"
 EXT_ITEM_PREAUTH_PERIOD = f"{PAS}/extension-itemPreAuthPeriod"
 EXT_ITEM_AUTHORIZED_DETAIL = f"{PAS}/extension-itemAuthorizedDetail"
+EXT_CLAIM_RESPONSE_REVIEWER = f"{PAS}/extension-claimResponseReviewer"   # PAS 2.1 and later
+ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
 PAS_SUPPORTING_INFO_TYPE = "http://hl7.org/fhir/us/davinci-pas/CodeSystem/PASSupportingInfoType"
 
 # ---- Da Vinci CRD and DTR -------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from priorauth.fhir.codes import (CERTIFICATION_KIND, CONDITION_CLINICAL, CPT, C
                                   LOINC_PAST_ILLNESS, NPI, NUCC, PROCESS_PRIORITY, RXNORM, SNOMED,
                                   SNOMED_CONSULTATION, SNOMED_DISEASE_STATUS, SOPT, UCUM)
 from priorauth.intake.casefile import MAX_FILE_BYTES
+from priorauth.intake.casefile import DUPLICATE_KEYS, json_pairs
 from priorauth.intake.errors import IntakeError, format_loc, problems_from_validation
 from priorauth.terminology import Drug, Terminology, load_terminology, normalize_code
 
@@ -166,16 +167,8 @@ def load_bundle_file(path: str | Path, **kw: Any) -> Case:
     return parse_bundle_text(text, origin, **kw)
 
 
-_DUP = "\x00duplicate keys"
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            out.setdefault(_DUP, []).append(key)
-        out[key] = value
-    return out
+_DUP = DUPLICATE_KEYS
+_pairs = json_pairs
 
 
 def _duplicates(node: Any, path: str, found: list[str]) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from priorauth.case import THERAPY_TAGS, Case, Source
 from priorauth.intake.errors import IntakeError, problems_from_validation
 
-__all__ = ["load_case_file", "parse_case_text", "case_from_data", "MAX_FILE_BYTES"]
+__all__ = ["load_case_file", "parse_case_text", "case_from_data", "MAX_FILE_BYTES", "json_pairs", "DUPLICATE_KEYS"]
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
@@ -58,10 +58,12 @@ def _yaml_duplicates(node: yaml.Node, path: str = "") -> None:
             _yaml_duplicates(item, f"{path}[{i}]")
 
 
-_DUP = "\x00duplicate keys"
+#: the key under which ``json_pairs`` lists the keys an object gave twice
+DUPLICATE_KEYS = "\x00duplicate keys"
+_DUP = DUPLICATE_KEYS
 
 
-def _json_pairs(pairs: list[tuple[str, Any]]) -> dict:
+def json_pairs(pairs: list[tuple[str, Any]]) -> dict:
     out: dict = {}
     for key, value in pairs:
         if key in out:
@@ -84,7 +86,7 @@ def _json_duplicates(data: Any, path: str = "") -> None:
 def _parse(text: str, origin: str, fmt: str) -> Any:
     try:
         if fmt == "json":
-            data = json.loads(text, object_pairs_hook=_json_pairs)
+            data = json.loads(text, object_pairs_hook=json_pairs)
             _json_duplicates(data)
             return data
         loader = _Loader(text)
