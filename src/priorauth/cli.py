@@ -45,6 +45,23 @@ def _report_intake_error(err) -> None:
         _err(json.dumps(outcome(), indent=2))
 
 
+def _pas_response(path: Path, case, determination) -> dict:
+    """The PAS response Bundle for a request file: pended (A4) for the committee, with the recommendation."""
+    import json
+    from datetime import datetime, timezone
+
+    from priorauth.fhir.claim_response import response_bundle
+
+    request = None
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        request = data if isinstance(data, dict) and data.get("resourceType") == "Bundle" else None
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    if request is not None:
+        return response_bundle(determination, request=request, created=created)
+    return response_bundle(determination, case=case, created=created)
+
+
 def _load_config(path: Optional[Path]):
     from priorauth.config import PayerConfig, load_config
     from priorauth.intake import IntakeError
@@ -88,6 +105,8 @@ def evaluate(
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
     config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
     strict: bool = typer.Option(False, "--strict", help="Validate PAS bundles against the FHIR models first."),
+    pas_response: bool = typer.Option(False, "--pas-response",
+                                      help="Print the PAS response Bundle (ClaimResponse, pended for review)."),
 ) -> None:
     """Evaluate prior authorization requests (case files or PAS request bundles) against the policy."""
     from priorauth.determination import determine
@@ -109,11 +128,13 @@ def evaluate(
             failed = True
             continue
         d = determine(case, pol, cfg, as_of=when)
-        if json_out:
+        if pas_response:
+            results.append(_pas_response(f, case, d))
+        elif json_out:
             results.append(to_json(d))
         else:
             render_report(d, console)
-    if json_out and results:
+    if (json_out or pas_response) and results:
         sys.stdout.write(dumps(results if len(paths) > 1 else results[0]))
     if failed:
         raise typer.Exit(EXIT_INPUT)
