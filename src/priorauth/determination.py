@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from priorauth import __version__
 from priorauth.case import Case
 from priorauth.clinical.dates import add_months
 from priorauth.clinical.units import UnitError, factor

@@ -180,7 +180,7 @@ class LabThresholdParams(Param):
         if self.test not in LAB_TESTS:
             raise ValueError(f"test {self.test!r} is not one of {', '.join(LAB_TESTS)}")
         try:
-            self.canonical
+            _ = self.canonical  # converts the threshold once, here, where a bad unit can be named
         except UnitError as exc:
             raise ValueError(f"threshold: {exc}") from None
         return self

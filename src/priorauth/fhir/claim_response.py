@@ -507,7 +507,7 @@ def response_bundle(determination: "Determination", *, request: dict | None = No
         if action == "pend":
             for m in d.missing:
                 notes.add(f"Documentation needed for {m['criterion']}: {m['documentation']}.")
-        for seq, role in roles:
+        for seq, _role in roles:
             if codes[seq] in ("A3", "A6") or (action == "pend"):
                 item_notes[seq].append(decided)
         if certified:
@@ -620,7 +620,6 @@ def response_bundle(determination: "Determination", *, request: dict | None = No
     cr["insurer"] = insurer
     cr["requestor"] = requestor
     cr["request"] = claim_ref
-    pended = all(c == "A4" for c in codes.values())
     # every PAS 2.x version allows "complete" with pended (A4) items; 2.2 no longer allows "queued"
     cr["outcome"] = "complete"
     if decision is None:

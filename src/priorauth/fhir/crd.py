@@ -18,7 +18,7 @@ from typing import Any
 
 from priorauth.config import PayerConfig
 from priorauth.fhir import codes
-from priorauth.fhir.codes import CRD_COVERAGE_INFORMATION, CRD_TEMP, CS, CS_LINE_OF_BUSINESS, HCPCS, RXNORM
+from priorauth.fhir.codes import CRD_COVERAGE_INFORMATION, CRD_TEMP, CS_LINE_OF_BUSINESS, HCPCS, RXNORM
 from priorauth.fhir.dtr import questionnaire_canonical
 from priorauth.fhir.validate import require_valid, validate_resource
 from priorauth.policies import Policy
