@@ -241,7 +241,7 @@ def test_serum_rise_of_exactly_0_5_and_25_percent_confirmed():
     assert e.analyte == "serum_m_protein" and e.confirmed is True
     assert (e.date, e.value, e.nadir, e.nadir_date) == (day(1), 1.5, 1.0, day(0))
     assert (e.confirm_date, e.confirm_value) == (day(2), 1.5)
-    assert "confirmed by 1.5 g/dL" in e.describe("g/dL")
+    assert "confirmed by 1.5 g/dL" in e.describe("serum M-protein", "g/dL")
 
 
 def test_serum_rise_of_0_5_with_binary_rounding_counts():
@@ -278,7 +278,7 @@ def test_confirmation_is_judged_against_the_same_nadir():
 def test_unconfirmed_last_rise():
     (e,) = progression(series("serum_m_protein", [1.0, 1.6]))
     assert e.confirmed is False and e.confirm_value is None and e.date == day(1)
-    assert "not yet confirmed by a second result" in e.describe("g/dL")
+    assert "not yet confirmed by a second result" in e.describe("serum M-protein", "g/dL")
 
 
 def test_rise_followed_by_a_non_qualifying_result_is_not_progression():

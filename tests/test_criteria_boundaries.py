@@ -286,9 +286,9 @@ def dose(value, unit, weight=None):
 
 
 @pytest.mark.parametrize("value, unit, status, fragment", [
-    (115, "10*6{cells}", "met", "= 115 x 10^6 cells does not exceed 115 x 10^6"),
-    (115000000, "{cells}", "met", "= 115 x 10^6 cells does not exceed 115 x 10^6"),
-    (116, "10*6{cells}", "not_met", "= 116 x 10^6 cells exceeds 115 x 10^6"),
+    (115, "10*6{cells}", "met", "Dose 115 x 10^6 cells does not exceed 115 x 10^6"),
+    (115000000, "{cells}", "met", "Dose 115 x 10^6 cells does not exceed 115 x 10^6"),
+    (116, "10*6{cells}", "not_met", "Dose 116 x 10^6 cells exceeds 115 x 10^6"),
 ])
 def test_flat_dose_boundary(value, unit, status, fragment):
     d = determine_with(dose(value, unit))

@@ -268,3 +268,16 @@ def test_provider_directory_resolves_an_unstated_specialty(policy):
     assert d.node("I.A.2").evidence[0].source == "provider directory (NPI 1234567893)"
     d = determine(case, policy, PayerConfig(provider_directory={"1234567893": "207Q00000X"}))
     assert d.node("I.A.2").status == "not_met" and "family medicine" in d.node("I.A.2").reason
+
+
+def test_unconfirmed_rise_asks_for_the_confirming_test_in_I_A_1_and_I_A_4_b(policy):
+    case = make_case(request__diagnoses=["C90.00"], assessments=[], labs=[
+        {"test": "serum_m_protein", "value": 0.5, "unit": "g/dL", "date": "2025-09-01"},
+        {"test": "serum_m_protein", "value": 1.2, "unit": "g/dL", "date": "2026-12-20"}])
+    d = determine(case, policy)
+    assert d.outcome == "needs_information"
+    assert d.node("I.A.1").status == "unknown" and "unconfirmed rise: serum M-protein 1.2 g/dL" in d.node("I.A.1").reason
+    assert d.node("I.A.4.b").status == "unknown"
+    asked = [m["documentation"] for m in d.missing if m["criterion"] == "I.A.1"]
+    assert asked == ["A confirming serum M-protein result after 2026-12-20 (IMWG requires two consecutive assessments), "
+                     "or a disease assessment showing progression or relapse"]

@@ -196,8 +196,8 @@ class LabProgression:
     confirm_date: date | None = None
     labs: tuple[Lab, ...] = field(default_factory=tuple)
 
-    def describe(self, unit: str) -> str:
-        text = (f"{self.analyte.replace('_', ' ')} {self.value:g} {unit} on {self.date} against a nadir of "
+    def describe(self, label: str, unit: str) -> str:
+        text = (f"{label} {self.value:g} {unit} on {self.date} against a nadir of "
                 f"{self.nadir:g} {unit} ({self.nadir_date})")
         if self.confirmed:
             text += f", confirmed by {self.confirm_value:g} {unit} on {self.confirm_date}"

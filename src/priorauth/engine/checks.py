@@ -91,6 +91,13 @@ def relapsed_or_refractory(f: Facts, p: RelapsedParams) -> CheckResult:
         return CheckResult(MET, f"Progression documented on {e.date}: {e.description}",
                            tuple(Evidence("progression", e.description, date=e.date, source=e.source) for e in confirmed))
     codes = ", ".join(req.diagnoses) or "no diagnosis code"
+    rises = [e for e in events if not e.confirmed]
+    if rises:
+        return CheckResult(UNKNOWN, f"{codes} does not say relapse; an unconfirmed rise: {rises[-1].description}",
+                           tuple(Evidence("rise", e.description, date=e.date, source=e.source) for e in rises),
+                           missing=tuple(f"A confirming {f.analyte(e.lab.analyte)[0]} result after {e.date} (IMWG "
+                                         "requires two consecutive assessments), or a disease assessment showing "
+                                         "progression or relapse" for e in rises))
     return CheckResult(UNKNOWN, f"{codes} does not say relapse, and no progression or relapse is documented",
                        missing=("Documentation of relapsed or refractory disease: a disease assessment showing "
                                 "progression or relapse, or serial M-protein or free light chain results",))
@@ -301,7 +308,7 @@ def progression_after_last_regimen(f: Facts, p: ProgressionCheckParams) -> Check
                                              for q in qualifying))
     span = f"after {last.start}" + (f" and no later than {limit}" if limit else "")
     if pending:
-        missing = tuple(f"A confirming {e.lab.analyte.replace('_', ' ')} result after {e.date} (IMWG requires two "
+        missing = tuple(f"A confirming {f.analyte(e.lab.analyte)[0]} result after {e.date} (IMWG requires two "
                         "consecutive assessments)" for e in pending)
         return CheckResult(UNKNOWN, "Unconfirmed rise: " + "; ".join(e.description for e in pending),
                            (reg_ev,) + tuple(Evidence("rise", e.description, date=e.date, source=e.source) for e in pending),
@@ -479,7 +486,8 @@ def requested_cells(f: Facts) -> tuple[float | None, str, tuple[Evidence, ...]]:
         return None, "No dose was submitted", ()
     ev = [Evidence("dose", dose.value, dose.unit, source=str(dose.source))]
     try:
-        return dose.value * factor(dose.unit, "{cells}"), f"{dose.value:g} {dose.unit}", tuple(ev)
+        cells = dose.value * factor(dose.unit, "{cells}")
+        return cells, f"{cells / 1e6:.4g} x 10^6 cells", tuple(ev)
     except UnitError:
         pass
     per_kg = dose.value * factor(dose.unit, "{cells}/kg")
@@ -487,7 +495,8 @@ def requested_cells(f: Facts) -> tuple[float | None, str, tuple[Evidence, ...]]:
         return None, f"The dose is per kilogram ({dose.value:g} {dose.unit}) and no weight was submitted", tuple(ev)
     kg = member.weight.value * factor(member.weight.unit, "kg")
     ev.append(Evidence("weight", member.weight.value, member.weight.unit, source=str(member.weight.source)))
-    return per_kg * kg, f"{dose.value:g} {dose.unit} x {kg:.4g} kg", tuple(ev)
+    cells = per_kg * kg
+    return cells, f"{per_kg / 1e6:.4g} x 10^6 cells/kg x {kg:.4g} kg = {cells / 1e6:.4g} x 10^6 cells", tuple(ev)
 
 
 @register("dose_at_most", DoseParams)
@@ -500,7 +509,7 @@ def dose_at_most(f: Facts, p: DoseParams) -> CheckResult:
         return CheckResult(UNKNOWN, how, ev, missing=(need,))
     status = MET if at_least(maximum, cells) else NOT_MET
     verb = "does not exceed" if status == MET else "exceeds"
-    return CheckResult(status, f"Dose {how} = {cells / 1e6:.4g} x 10^6 cells {verb} {maximum / 1e6:.4g} x 10^6", ev)
+    return CheckResult(status, f"Dose {how} {verb} {maximum / 1e6:.4g} x 10^6", ev)
 
 
 # ---- II.A.1 -----------------------------------------------------------------------------------------------

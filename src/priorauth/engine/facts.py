@@ -90,12 +90,19 @@ class Facts:
                 events.append(ProgressionEvent(a.date, "imaging", f"imaging: {a.finding.replace('_', ' ')}", str(a.source)))
         if since is not None:
             for lp in lab_progression(self.labs, since, rules):
-                unit = "mg/dL" if lp.analyte == "flc_difference" else self.term.lab_tests[lp.analyte]["unit"]
-                events.append(ProgressionEvent(lp.date, "labs", lp.describe(display_unit(unit)),
+                label, unit = self.analyte(lp.analyte)
+                events.append(ProgressionEvent(lp.date, "labs", lp.describe(label, display_unit(unit)),
                                                str(lp.labs[0].source), lp.confirmed, lp))
         events.sort(key=lambda e: (e.date, e.kind))
         cache[key] = events
         return events
+
+    def analyte(self, name: str) -> tuple[str, str]:
+        """A progression analyte's label and canonical unit (the FLC difference is in mg/dL)."""
+        if name == "flc_difference":
+            return "involved minus uninvolved free light chain", "mg/dL"
+        spec = self.term.lab_tests[name]
+        return spec["label"], spec["unit"]
 
     @cached_property
     def cns_findings(self) -> list[CnsFinding]:
