@@ -365,3 +365,8 @@ def test_regimen_started_on_the_transplant_day_follows_the_transplant():
     lc = lines(induction_and_transplant() + [reg(["lenalidomide"], TX_DATE, TX_DATE + timedelta(days=300))])
     assert lc.count == 1
     assert "0 days after the transplant, with drugs of the same line" in steps_text(lc)
+
+
+def test_regimen_label_reads_codes_as_generic_names():
+    hist = history([reg(["J9227", "pomalidomide", "dexamethasone", "mystery-mab"], date(2024, 7, 15))])
+    assert hist.regimens[0].label() == "isatuximab, pomalidomide, dexamethasone, mystery-mab"

@@ -41,7 +41,8 @@ class ResolvedRegimen:
     def label(self) -> str:
         if self.entry.regimen is not None:
             return f"{self.entry.regimen} ({', '.join(d.generic for d in self.drugs)})" if self.drugs else self.entry.regimen
-        return ", ".join(self.entry.drugs or ())
+        # recognized drugs by their generic names (a code such as J9227 reads as isatuximab), then the rest as written
+        return ", ".join([d.generic for d in self.drugs] + list(self.unrecognized))
 
 
 @dataclass(frozen=True, slots=True)
