@@ -1,0 +1,492 @@
+"""The durable store of the authorization service: cases, the verbatim submissions, determinations, reviewer
+decisions, state-change events and the hash-chained audit log.
+
+``Store.submit`` is idempotent on the PAS Bundle identifier (system + value): the same bundle again gives the
+same case and determination; the same identifier with different content raises :class:`IdempotencyConflict`.
+The content hash is the SHA-256 of the bundle's canonical JSON (sorted keys, no insignificant whitespace), so a
+re-sent bundle that differs only in formatting is the same submission; the text is stored verbatim.
+
+Audit appends are serialized: on PostgreSQL by ``SELECT ... FOR UPDATE`` on the one-row ``audit_head`` table,
+on SQLite by writing in ``BEGIN IMMEDIATE`` transactions (one writer at a time).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from priorauth import __version__
+from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, DecisionRow, DeterminationRow,
+                                    EventRow, SubmissionRow)
+
+__all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
+           "BundleIdentifierMissing", "PatientDataInAudit", "default_url", "content_hash", "canonical_json",
+           "audit_hash", "STATUS_PENDED", "DECISION_STATUS"]
+
+STATUS_PENDED = "pended"                 # A4: pended for committee review
+DECISION_STATUS = {"approve": "approved", "modify": "modified", "deny": "denied", "pend": "pending_information"}
+
+# keys that would carry patient data; refused anywhere in an audit detail
+_PATIENT_KEYS = frozenset({"patient", "name", "given", "family", "birthdate", "birth_date", "dob", "member",
+                           "member_id", "memberid", "address", "phone", "telecom", "ssn", "mrn", "gender",
+                           "bundle", "text", "labs", "diagnoses", "diagnosis"})
+
+
+class StoreError(Exception):
+    pass
+
+
+class IdempotencyConflict(StoreError):
+    """The Bundle identifier was already used for a request with different content."""
+
+
+class CaseNotFound(StoreError, KeyError):
+    def __str__(self) -> str:
+        return f"no case {self.args[0]!r}"
+
+
+class BundleIdentifierMissing(StoreError, ValueError):
+    pass
+
+
+class PatientDataInAudit(StoreError, ValueError):
+    pass
+
+
+class Actor(NamedTuple):
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    case: CaseRow
+    submission: SubmissionRow
+    determination: DeterminationRow
+    created: bool          # a new case, submission or determination was stored (False: an idempotent replay)
+
+
+@dataclass(frozen=True)
+class CaseHistory:
+    case: CaseRow
+    submissions: list[SubmissionRow]
+    determinations: list[DeterminationRow]
+    decisions: list[DecisionRow]
+    events: list[EventRow]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_hash(bundle: dict) -> str:
+    return hashlib.sha256(canonical_json(bundle).encode("utf-8")).hexdigest()
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _instant(dt: datetime) -> str:
+    return _utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def audit_hash(seq: int, at: datetime, actor: str, role: str, action: str, case_id: str | None,
+               detail: dict, prev_hash: str) -> str:
+    """SHA-256 over the canonical JSON of an audit row and the hash of the row before it."""
+    row = {"seq": seq, "at": _instant(at), "actor": actor, "role": role, "action": action, "case_id": case_id,
+           "detail": detail, "prev_hash": prev_hash}
+    return hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest()
+
+
+def _check_no_patient_data(node: Any, path: str = "detail") -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not isinstance(k, str):
+                raise PatientDataInAudit(f"{path}: keys must be strings")
+            if k.lower() in _PATIENT_KEYS:
+                raise PatientDataInAudit(f"{path}.{k}: audit details carry no patient data")
+            _check_no_patient_data(v, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_no_patient_data(v, f"{path}[{i}]")
+    elif not (node is None or isinstance(node, (str, int, float, bool))):
+        raise PatientDataInAudit(f"{path}: {type(node).__name__} is not JSON")
+
+
+def default_url(data_dir: str | Path | None = None) -> str:
+    """``sqlite:///<data dir>/priorauth.sqlite``; the data dir is ``data_dir``, ``$PRIORAUTH_DATA_DIR`` or
+    ``$XDG_DATA_HOME/priorauth`` (``~/.local/share/priorauth``)."""
+    if data_dir is None:
+        data_dir = os.environ.get("PRIORAUTH_DATA_DIR") or \
+            Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "priorauth"
+    return f"sqlite:///{Path(data_dir).expanduser().resolve() / 'priorauth.sqlite'}"
+
+
+def _identifier(bundle: Any) -> tuple[str, str]:
+    ident = bundle.get("identifier") if isinstance(bundle, dict) else None
+    system = ident.get("system") if isinstance(ident, dict) else None
+    value = ident.get("value") if isinstance(ident, dict) else None
+    if not (isinstance(system, str) and system.strip() and isinstance(value, str) and value.strip()):
+        raise BundleIdentifierMissing("Bundle.identifier: a PAS request Bundle needs an identifier with a system "
+                                      "and a value (the submission is idempotent on it)")
+    return system, value
+
+
+class Store:
+    def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 10):
+        self.url = url or default_url()
+        u = make_url(self.url)
+        self.dialect = u.get_backend_name()
+        if self.dialect == "sqlite":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(self.url, echo=echo,
+                                                connect_args={"check_same_thread": False, "timeout": 60})
+            self._sqlite_events(self.engine)
+        else:
+            self.engine = create_engine(self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                                        pool_pre_ping=True)
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        reader = self.engine.execution_options(sqlite_begin="DEFERRED") if self.dialect == "sqlite" else self.engine
+        self._read = sessionmaker(reader, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_events(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None          # SQLAlchemy emits BEGIN itself (below)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- schema ----------------------------------------------------------------------------------------------
+    def alembic_config(self):
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return cfg
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema up to ``revision`` (alembic upgrade)."""
+        from alembic import command
+
+        cfg = self.alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def schema_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    # ---- audit -----------------------------------------------------------------------------------------------
+    def _append_audit(self, s: Session, actor: str, role: str, action: str, case_id: str | None,
+                      detail: dict | None) -> AuditRow:
+        detail = dict(detail or {})
+        _check_no_patient_data(detail)
+        head = s.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        at = _now()
+        seq = head.seq + 1
+        h = audit_hash(seq, at, actor, role, action, case_id, detail, head.hash)
+        row = AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
+                       detail=canonical_json(detail), prev_hash=head.hash, hash=h)
+        s.add(row)
+        head.seq, head.hash = seq, h
+        s.flush()
+        return row
+
+    def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
+              detail: dict | None = None) -> AuditRow:
+        """Append one entry to the audit chain (its own transaction). ``detail`` must not carry patient data."""
+        with self._write.begin() as s:
+            return self._append_audit(s, actor, role, action, case_id, detail)
+
+    def audit_entries(self, case_id: str | None = None) -> list[AuditRow]:
+        with self._read() as s:
+            q = select(AuditRow).order_by(AuditRow.seq)
+            if case_id is not None:
+                q = q.where(AuditRow.case_id == case_id)
+            return list(s.scalars(q))
+
+    def verify_audit(self) -> tuple[bool, int, int | None]:
+        """Walk the chain: ``(ok, rows checked, the first bad seq or None)``. A row is bad when its seq is out of
+        order, its prev_hash is not the hash before it, or its hash does not match its content; rows missing at
+        the end are found by the chain head (the first missing seq is reported)."""
+        checked, prev, expected = 0, GENESIS_HASH, 1
+        with self._read() as s:
+            head = s.get(AuditHead, 1)
+            for row in s.execute(select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=1000)).scalars():
+                try:
+                    detail = json.loads(row.detail)
+                except ValueError:
+                    return False, checked, row.seq
+                if row.seq != expected:
+                    return False, checked, expected
+                if row.prev_hash != prev or row.hash != audit_hash(row.seq, row.at, row.actor, row.role, row.action,
+                                                                   row.case_id, detail, row.prev_hash):
+                    return False, checked, row.seq
+                checked += 1
+                prev, expected = row.hash, expected + 1
+            if head is None or head.seq != checked or head.hash != prev:
+                return False, checked, checked + 1
+        return True, checked, None
+
+    # ---- writes ----------------------------------------------------------------------------------------------
+    def _change(self, s: Session, case: CaseRow, kind: str, at: datetime, **changes: Any) -> None:
+        diff = {}
+        for k, v in changes.items():
+            old = getattr(case, k)
+            if old != v:
+                diff[k] = [_instant(old) if isinstance(old, datetime) else old,
+                           _instant(v) if isinstance(v, datetime) else v]
+                setattr(case, k, v)
+        s.add(EventRow(case_id=case.id, at=at, kind=kind, detail=canonical_json(diff)))
+
+    def _find_submission(self, s: Session, system: str, value: str, digest: str) -> SubmissionRow | None:
+        return s.scalars(select(SubmissionRow).where(SubmissionRow.identifier_system == system,
+                                                     SubmissionRow.identifier_value == value,
+                                                     SubmissionRow.content_hash == digest)
+                         .order_by(SubmissionRow.id).limit(1)).first()
+
+    def _identifier_used(self, s: Session, system: str, value: str) -> str | None:
+        """The case that already used this identifier (on the case or on any of its submissions)."""
+        case_id = s.scalars(select(CaseRow.id).where(CaseRow.identifier_system == system,
+                                                     CaseRow.identifier_value == value)).first()
+        return case_id or s.scalars(select(SubmissionRow.case_id).where(SubmissionRow.identifier_system == system,
+                                                                        SubmissionRow.identifier_value == value)
+                                    .limit(1)).first()
+
+    def _replay(self, s: Session, sub: SubmissionRow) -> tuple[CaseRow, DeterminationRow]:
+        case = s.get(CaseRow, sub.case_id)
+        det = s.scalars(select(DeterminationRow).where(DeterminationRow.submission_id == sub.id)
+                        .order_by(DeterminationRow.id.desc()).limit(1)).one()
+        return case, det
+
+    def _determination_row(self, case_id: str, submission_id: int, determination, at: datetime) -> DeterminationRow:
+        from priorauth.output import to_json
+
+        return DeterminationRow(case_id=case_id, submission_id=submission_id, policy_id=determination.policy.id,
+                                policy_version=determination.policy.version,
+                                policy_content_hash=determination.policy.content_hash, engine_version=__version__,
+                                outcome=determination.outcome,
+                                result_json=json.dumps(to_json(determination), ensure_ascii=False), created_at=at)
+
+    def _conflict(self, system: str, value: str, case_id: str) -> IdempotencyConflict:
+        return IdempotencyConflict(f"Bundle.identifier {system}|{value} was already submitted (case {case_id}) "
+                                   "with different content; send an updated request as a resubmission of that "
+                                   "case, or give the new request its own identifier")
+
+    def submit(self, bundle: dict, text: str, *, organization: str, received_at: datetime,
+               evaluate: Callable[[dict], tuple[Any, Any]], actor: Actor) -> SubmitResult:
+        """Store a PAS request Bundle and its determination, idempotent on the Bundle identifier."""
+        system, value = _identifier(bundle)
+        digest = content_hash(bundle)
+        for attempt in range(3):
+            replay = self._try_replay(system, value, digest, actor)
+            if replay is not None:
+                return replay
+            case, det = evaluate(bundle)                  # outside any transaction: pure computation
+            try:
+                with self._write.begin() as s:
+                    if self._identifier_used(s, system, value) is not None:
+                        continue                           # another writer got there first: replay or conflict
+                    at = _now()
+                    row = CaseRow(id=str(uuid.uuid4()), identifier_system=system, identifier_value=value,
+                                  request_id=str(case.id), organization=organization, member_id=case.member.id,
+                                  line_of_business=case.member.line_of_business, urgency=case.request.urgency,
+                                  received_at=received_at, due_at=None, status="received", outcome=None)
+                    s.add(row)
+                    s.flush()
+                    sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value,
+                                        text=text, content_hash=digest, received_at=received_at)
+                    s.add(sub)
+                    s.flush()
+                    drow = self._determination_row(row.id, sub.id, det, at)
+                    s.add(drow)
+                    self._change(s, row, "submitted", at, status=STATUS_PENDED, outcome=det.outcome,
+                                 due_at=_utc(det.due) if det.due else None)
+                    s.flush()
+                    self._append_audit(s, actor.name, actor.role, "case.submit", row.id,
+                                       {"submission": sub.id, "determination": drow.id, "content_hash": digest,
+                                        "outcome": det.outcome, "organization": organization})
+                return SubmitResult(row, sub, drow, True)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise StoreError(f"Bundle.identifier {system}|{value}: could not be stored")  # pragma: no cover
+
+    def _try_replay(self, system: str, value: str, digest: str, actor: Actor) -> SubmitResult | None:
+        with self._read() as s:
+            sub = self._find_submission(s, system, value, digest)
+            used = None if sub is not None else self._identifier_used(s, system, value)
+        if sub is None and used is None:
+            return None
+        with self._write.begin() as s:
+            if sub is None:
+                self._append_audit(s, actor.name, actor.role, "case.submit.conflict", used, {"content_hash": digest})
+            else:
+                case, det = self._replay(s, sub)
+                self._append_audit(s, actor.name, actor.role, "case.submit.replay", case.id,
+                                   {"submission": sub.id, "determination": det.id, "content_hash": digest})
+        if sub is None:
+            raise self._conflict(system, value, used)
+        return SubmitResult(case, sub, det, False)
+
+    def resubmit(self, case_id: str, bundle: dict, text: str, *, received_at: datetime,
+                 evaluate: Callable[[dict], tuple[Any, Any]], actor: Actor) -> SubmitResult:
+        """An updated request for an existing case (new documentation): a new submission and determination; the
+        case goes back to pended. The same content as an earlier submission of the case is a replay."""
+        system, value = _identifier(bundle)
+        digest = content_hash(bundle)
+        with self._read() as s:
+            if s.get(CaseRow, case_id) is None:
+                raise CaseNotFound(case_id)
+            sub = self._find_submission(s, system, value, digest)
+        if sub is not None and sub.case_id == case_id:
+            with self._write.begin() as s:
+                case, det = self._replay(s, sub)
+                self._append_audit(s, actor.name, actor.role, "case.resubmit.replay", case_id,
+                                   {"submission": sub.id, "determination": det.id, "content_hash": digest})
+            return SubmitResult(case, sub, det, False)
+        _case, det = evaluate(bundle)
+        with self._write.begin() as s:
+            row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one()
+            used = self._identifier_used(s, system, value)
+            if used is not None and used != case_id:
+                self._append_audit(s, actor.name, actor.role, "case.resubmit.conflict", case_id,
+                                   {"content_hash": digest})
+                conflict = self._conflict(system, value, used)
+            else:
+                conflict = None
+                at = _now()
+                last = s.scalars(select(SubmissionRow.sequence).where(SubmissionRow.case_id == case_id)
+                                 .order_by(SubmissionRow.sequence.desc()).limit(1)).one()
+                sub = SubmissionRow(case_id=case_id, sequence=last + 1, identifier_system=system,
+                                    identifier_value=value, text=text, content_hash=digest, received_at=received_at)
+                s.add(sub)
+                s.flush()
+                drow = self._determination_row(case_id, sub.id, det, at)
+                s.add(drow)
+                self._change(s, row, "resubmitted", at, status=STATUS_PENDED, outcome=det.outcome,
+                             due_at=_utc(det.due) if det.due else row.due_at)
+                s.flush()
+                self._append_audit(s, actor.name, actor.role, "case.resubmit", case_id,
+                                   {"submission": sub.id, "sequence": sub.sequence, "determination": drow.id,
+                                    "content_hash": digest, "outcome": det.outcome})
+        if conflict is not None:
+            raise conflict
+        return SubmitResult(row, sub, drow, True)
+
+    def record_decision(self, case_id: str, decision, actor: Actor) -> DecisionRow:
+        """Append a reviewer's decision (a :class:`priorauth.fhir.claim_response.ReviewerDecision`, validated
+        when made) and move the case to its status."""
+        with self._write.begin() as s:
+            row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one_or_none()
+            if row is None:
+                raise CaseNotFound(case_id)
+            at = _now()
+            d = DecisionRow(case_id=case_id, action=decision.action, reason=decision.reason,
+                            reviewer_npi=decision.reviewer_npi, specialty=decision.reviewer_specialty,
+                            auth_number=decision.auth_number, decided_at=decision.decided_at, recorded_at=at)
+            s.add(d)
+            self._change(s, row, f"decision.{decision.action}", at, status=DECISION_STATUS[decision.action])
+            s.flush()
+            self._append_audit(s, actor.name, actor.role, "case.decide", case_id,
+                               {"decision": d.id, "action": decision.action, "reviewer_npi": decision.reviewer_npi,
+                                "cited": list(decision.cited)})
+            return d
+
+    # ---- reads -----------------------------------------------------------------------------------------------
+    def _read_audit(self, actor: Actor | None, action: str, case_id: str | None, detail: dict | None = None) -> None:
+        if actor is not None:
+            self.audit(actor.name, actor.role, action, case_id, detail)
+
+    def case(self, case_id: str, actor: Actor | None = None) -> CaseRow:
+        with self._read() as s:
+            row = s.get(CaseRow, case_id)
+        if row is None:
+            raise CaseNotFound(case_id)
+        self._read_audit(actor, "case.read", case_id)
+        return row
+
+    def case_by_identifier(self, system: str, value: str, actor: Actor | None = None) -> CaseRow | None:
+        with self._read() as s:
+            case_id = self._identifier_used(s, system, value)
+            row = s.get(CaseRow, case_id) if case_id else None
+        if row is not None:
+            self._read_audit(actor, "case.read", row.id)
+        return row
+
+    def latest_determination(self, case_id: str) -> DeterminationRow | None:
+        with self._read() as s:
+            return s.scalars(select(DeterminationRow).where(DeterminationRow.case_id == case_id)
+                             .order_by(DeterminationRow.id.desc()).limit(1)).first()
+
+    def history(self, case_id: str, actor: Actor | None = None) -> CaseHistory:
+        with self._read() as s:
+            row = s.get(CaseRow, case_id)
+            if row is None:
+                raise CaseNotFound(case_id)
+
+            def rows(model, order):
+                return list(s.scalars(select(model).where(model.case_id == case_id).order_by(order)))
+
+            h = CaseHistory(row, rows(SubmissionRow, SubmissionRow.sequence), rows(DeterminationRow, DeterminationRow.id),
+                            rows(DecisionRow, DecisionRow.id), rows(EventRow, EventRow.id))
+        self._read_audit(actor, "case.history", case_id)
+        return h
+
+    def queue(self, status: str | Iterable[str] | None = None, outcome: str | Iterable[str] | None = None,
+              due_before: datetime | None = None, line_of_business: str | None = None,
+              organization: str | None = None, *, limit: int | None = None,
+              actor: Actor | None = None) -> list[CaseRow]:
+        """Cases sorted by due time (earliest first, cases without a due time last)."""
+        q = select(CaseRow)
+        for col, val in ((CaseRow.status, status), (CaseRow.outcome, outcome)):
+            if isinstance(val, str):
+                q = q.where(col == val)
+            elif val is not None:
+                q = q.where(col.in_(list(val)))
+        if due_before is not None:
+            q = q.where(CaseRow.due_at < _utc(due_before))
+        if line_of_business is not None:
+            q = q.where(CaseRow.line_of_business == line_of_business)
+        if organization is not None:
+            q = q.where(CaseRow.organization == organization)
+        q = q.order_by(CaseRow.due_at.asc().nulls_last(), CaseRow.received_at, CaseRow.id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._read() as s:
+            rows = list(s.scalars(q))
+        self._read_audit(actor, "queue.read", None, {"count": len(rows)})
+        return rows

@@ -1,0 +1,150 @@
+"""The tables of the authorization store (SQLAlchemy 2 typed ORM).
+
+Everything is append-only except ``cases.status``, ``cases.outcome`` and ``cases.due_at`` (every change of
+those also appends an :class:`Event`) and the one-row ``audit_head`` pointer that serializes audit appends.
+All times are stored in UTC and read back as timezone-aware datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["Base", "UTCDateTime", "CaseRow", "SubmissionRow", "DeterminationRow", "DecisionRow", "EventRow",
+           "AuditRow", "AuditHead", "GENESIS_HASH"]
+
+GENESIS_HASH = "0" * 64
+
+
+class UTCDateTime(TypeDecorator):
+    """A datetime stored in UTC; a naive value is taken as UTC; values read back are timezone-aware (UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CaseRow(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("identifier_system", "identifier_value", name="uq_cases_identifier"),
+        Index("ix_cases_due_at", "due_at"),
+        Index("ix_cases_status", "status"),
+        Index("ix_cases_organization", "organization"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    identifier_system: Mapped[str] = mapped_column(String(512))
+    identifier_value: Mapped[str] = mapped_column(String(256))
+    request_id: Mapped[str] = mapped_column(String(256))          # the Case id read from the request (Claim)
+    organization: Mapped[str] = mapped_column(String(256))
+    member_id: Mapped[str | None] = mapped_column(String(256))
+    line_of_business: Mapped[str] = mapped_column(String(64))
+    urgency: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+class SubmissionRow(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        UniqueConstraint("case_id", "sequence", name="uq_submissions_case_sequence"),
+        Index("ix_submissions_identifier", "identifier_system", "identifier_value"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    sequence: Mapped[int] = mapped_column(Integer)
+    identifier_system: Mapped[str] = mapped_column(String(512))
+    identifier_value: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeterminationRow(Base):
+    __tablename__ = "determinations"
+    __table_args__ = (Index("ix_determinations_case", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    policy_id: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    policy_content_hash: Mapped[str] = mapped_column(String(128))
+    engine_version: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    result_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DecisionRow(Base):
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_case", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    reviewer_npi: Mapped[str] = mapped_column(String(10))
+    specialty: Mapped[str] = mapped_column(String(256))
+    auth_number: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_case", "case_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)           # JSON: the fields changed, {"status": [from, to], ...}
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_case", "case_id"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[str | None] = mapped_column(String(36))
+    detail: Mapped[str] = mapped_column(Text)           # canonical JSON, no patient data
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row (id 1): the last sequence number and hash of the audit chain; locked to append."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

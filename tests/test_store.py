@@ -1,0 +1,371 @@
+"""The durable store: SQLite (a temporary file) and a real PostgreSQL (PRIORAUTH_TEST_PG_URL, default
+postgresql+psycopg://postgres@127.0.0.1:5432/test; each test gets a fresh database). When PostgreSQL cannot be
+reached its tests are skipped, or fail when CI is set."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from conftest import ROOT, SCENARIOS
+from priorauth import __version__
+from priorauth.config import PayerConfig
+from priorauth.determination import determine
+from priorauth.fhir.claim_response import ReviewerDecision
+from priorauth.fhir.pas_build import bundle_from_case
+from priorauth.fhir.pas_intake import case_from_bundle
+from priorauth.intake.casefile import load_case_file
+from priorauth.policies import default_policy
+from priorauth.store import (Actor, IdempotencyConflict, PatientDataInAudit, Store, content_hash,
+                             default_url)
+from priorauth.store.models import Base
+
+PG_URL = os.environ.get("PRIORAUTH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CONFIG = PayerConfig(policy_effective=date(2026, 12, 23))
+PROVIDER = Actor("client:lakeshore", "provider")
+REVIEWER = Actor("reviewer:1234567893", "reviewer")
+RECEIVED = datetime(2027, 1, 10, 9, 0, tzinfo=timezone.utc)
+EXAMPLES = sorted((ROOT / "examples" / "fhir").glob("*.json"))
+
+
+@lru_cache(maxsize=None)
+def _policy():
+    return default_policy()
+
+
+def evaluate(bundle: dict):
+    case = case_from_bundle(bundle, "submission.json")
+    return case, determine(case, _policy(), CONFIG)
+
+
+def example(name: str) -> tuple[dict, str]:
+    text_ = (ROOT / "examples" / "fhir" / name).read_text()
+    return json.loads(text_), text_
+
+
+@lru_cache(maxsize=None)
+def _scenario_bundles() -> tuple[str, ...]:
+    return tuple(json.dumps(bundle_from_case(load_case_file(p))) for p in sorted(SCENARIOS.glob("*.yaml")))
+
+
+def scenario_bundle(i: int, value: str) -> tuple[dict, str]:
+    b = json.loads(_scenario_bundles()[i % len(_scenario_bundles())])
+    b["identifier"] = {"system": "urn:test:pas-submission", "value": value}
+    return b, json.dumps(b, indent=1)
+
+
+def decision(action="approve", reason="", **kw) -> ReviewerDecision:
+    return ReviewerDecision(action=action, reason=reason, reviewer_npi="1234567893",
+                            reviewer_specialty="207RH0003X", decided_at=datetime(2027, 1, 15, 9, 30), **kw)
+
+
+# ---- backends ------------------------------------------------------------------------------------------------
+def _pg_admin():
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as c:
+            c.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect
+        engine.dispose()
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG_URL} cannot be reached (CI is set): {exc}")
+        pytest.skip(f"PostgreSQL at {PG_URL} cannot be reached: {exc}")
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'priorauth.sqlite'}"
+        return
+    admin = _pg_admin()
+    name = f"priorauth_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(url):
+    s = Store(url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def submit(store, bundle, text_, actor=PROVIDER, organization="org-lakeshore", received_at=RECEIVED):
+    return store.submit(bundle, text_, organization=organization, received_at=received_at, evaluate=evaluate,
+                        actor=actor)
+
+
+def count(store, table: str) -> int:
+    with store.engine.connect() as c:
+        return c.execute(text(f"select count(*) from {table}")).scalar_one()
+
+
+# ---- tests ---------------------------------------------------------------------------------------------------
+def test_migrate_from_empty_matches_the_models(url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    s = Store(url)
+    assert s.schema_revision() is None
+    s.migrate()
+    s.migrate()                                   # idempotent
+    assert s.schema_revision() == "0001_initial"
+    with s.engine.connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+    assert diff == []
+    assert s.verify_audit() == (True, 0, None)
+    s.close()
+
+
+def test_default_url_is_a_sqlite_file_in_the_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIORAUTH_DATA_DIR", str(tmp_path / "data"))
+    assert default_url() == f"sqlite:///{tmp_path / 'data' / 'priorauth.sqlite'}"
+    s = Store()
+    s.migrate()
+    assert (tmp_path / "data" / "priorauth.sqlite").is_file()
+    s.close()
+
+
+def test_submit_keeps_the_bundle_verbatim_and_the_determination(store):
+    bundle, text_ = example("eligible-flc-only.json")
+    r = submit(store, bundle, text_)
+    assert r.created
+    h = store.history(r.case.id)
+    assert h.submissions[0].text == text_                       # byte for byte
+    assert h.submissions[0].content_hash == content_hash(bundle)
+    assert h.submissions[0].received_at == RECEIVED
+    det = h.determinations[0]
+    _case, expected = evaluate(bundle)
+    assert det.outcome == expected.outcome == r.case.outcome
+    assert (det.policy_id, det.policy_version, det.policy_content_hash) == \
+        (expected.policy.id, expected.policy.version, expected.policy.content_hash)
+    assert det.engine_version == __version__
+    result = json.loads(det.result_json)
+    assert result["outcome"] == expected.outcome and result["policy"]["content_hash"] == expected.policy.content_hash
+    c = store.case(r.case.id)
+    assert (c.identifier_system, c.identifier_value) == (bundle["identifier"]["system"], bundle["identifier"]["value"])
+    assert c.status == "pended" and c.organization == "org-lakeshore" and c.urgency == _case.request.urgency
+    assert c.line_of_business == _case.member.line_of_business and c.member_id == _case.member.id
+    due = expected.due if expected.due.tzinfo else expected.due.replace(tzinfo=timezone.utc)
+    assert c.due_at == due and c.due_at.tzinfo == timezone.utc
+    assert [e.kind for e in h.events] == ["submitted"]
+    assert json.loads(h.events[0].detail)["status"] == ["received", "pended"]
+
+
+def test_same_bundle_twice_is_one_case_and_the_same_determination(store):
+    bundle, text_ = example("needs-info-attested.json")
+    first = submit(store, bundle, text_)
+    # the same content re-sent with other formatting is the same submission
+    again = submit(store, json.loads(text_), json.dumps(bundle))
+    assert not again.created
+    assert again.case.id == first.case.id and again.determination.id == first.determination.id
+    assert again.submission.id == first.submission.id
+    assert [count(store, t) for t in ("cases", "submissions", "determinations", "events")] == [1, 1, 1, 1]
+    assert [a.action for a in store.audit_entries(first.case.id)] == ["case.submit", "case.submit.replay"]
+
+
+def test_same_identifier_with_different_content_is_refused(store):
+    bundle, text_ = example("eligible-flc-only.json")
+    first = submit(store, bundle, text_)
+    changed = copy.deepcopy(bundle)
+    changed["timestamp"] = "2027-01-11T10:00:00Z"
+    with pytest.raises(IdempotencyConflict, match=r"already submitted \(case .*\) with different content"):
+        submit(store, changed, json.dumps(changed))
+    assert [count(store, t) for t in ("cases", "submissions", "determinations")] == [1, 1, 1]
+    assert store.audit_entries(first.case.id)[-1].action == "case.submit.conflict"
+    assert store.verify_audit()[0]
+
+
+def test_resubmission_keeps_history(store):
+    bundle, text_ = scenario_bundle(0, "RESUB-1")
+    first = submit(store, bundle, text_)
+    store.record_decision(first.case.id, decision("pend", "send the FLC series"), REVIEWER)
+    updated, _ = example("eligible-flc-only.json")
+    updated["identifier"] = bundle["identifier"]
+    up_text = json.dumps(updated)
+    second = store.resubmit(first.case.id, updated, up_text, received_at=RECEIVED + timedelta(days=2),
+                            evaluate=evaluate, actor=PROVIDER)
+    assert second.created and second.case.id == first.case.id
+    assert second.determination.id != first.determination.id
+    h = store.history(first.case.id)
+    assert [s.sequence for s in h.submissions] == [1, 2]
+    assert [s.text for s in h.submissions] == [text_, up_text]
+    assert [d.submission_id for d in h.determinations] == [first.submission.id, second.submission.id]
+    assert [e.kind for e in h.events] == ["submitted", "decision.pend", "resubmitted"]
+    assert h.case.status == "pended" and h.case.outcome == second.determination.outcome
+    # the resubmitted content again is a replay; the original content via submit replays the first answer
+    again = store.resubmit(first.case.id, updated, up_text, received_at=RECEIVED, evaluate=evaluate, actor=PROVIDER)
+    assert not again.created and again.determination.id == second.determination.id
+    orig = submit(store, bundle, text_)
+    assert not orig.created and orig.determination.id == first.determination.id
+    assert count(store, "submissions") == 2 and count(store, "cases") == 1
+    # another case's identifier cannot be used for a resubmission
+    other, other_text = example("needs-info-attested.json")
+    submit(store, other, other_text)
+    with pytest.raises(IdempotencyConflict):
+        store.resubmit(first.case.id, other | {"timestamp": "2027-02-01T00:00:00Z"}, "{}", received_at=RECEIVED,
+                       evaluate=evaluate, actor=PROVIDER)
+    assert store.verify_audit()[0]
+
+
+def test_decisions_append_and_change_the_status(store):
+    bundle, text_ = example("prior-bcma-bispecific.json")
+    r = submit(store, bundle, text_)
+    d1 = store.record_decision(r.case.id, decision("pend", "need the PET-CT report"), REVIEWER)
+    d2 = store.record_decision(r.case.id, decision("deny", "Does not meet I.A.7: prior BCMA-directed therapy"),
+                               REVIEWER)
+    h = store.history(r.case.id)
+    assert [d.id for d in h.decisions] == [d1.id, d2.id]
+    assert [d.action for d in h.decisions] == ["pend", "deny"]
+    assert h.decisions[1].reviewer_npi == "1234567893" and h.decisions[1].specialty == "207RH0003X"
+    assert h.decisions[1].decided_at == datetime(2027, 1, 15, 9, 30, tzinfo=timezone.utc)
+    assert h.case.status == "denied"
+    assert [json.loads(e.detail).get("status") for e in h.events] == \
+        [["received", "pended"], ["pended", "pending_information"], ["pending_information", "denied"]]
+    decide = [a for a in store.audit_entries(r.case.id) if a.action == "case.decide"]
+    assert [json.loads(a.detail)["cited"] for a in decide] == [[], ["I.A.7"]]
+
+
+def test_queue_filters_and_sorts_by_due_time(store):
+    results = {}
+    for path in EXAMPLES:
+        bundle = json.loads(path.read_text())
+        org = "org-a" if len(results) % 2 else "org-b"
+        results[path.stem] = submit(store, bundle, path.read_text(), organization=org)
+    cases = [store.case(r.case.id) for r in results.values()]
+    q = store.queue()
+    assert {c.id for c in q} == {c.id for c in cases}
+    dues = [c.due_at for c in q if c.due_at is not None]
+    assert dues == sorted(dues) and len(dues) >= 2
+    assert all(c.due_at is not None for c in q[:len(dues)])            # no due time: last
+    for field, value in (("outcome", "needs_information"), ("line_of_business", cases[0].line_of_business),
+                         ("organization", "org-a")):
+        got = store.queue(**{field: value})
+        want = [c.id for c in q if getattr(c, field) == value]
+        assert [c.id for c in got] == want and want
+    cut = sorted(dues)[len(dues) // 2]
+    assert [c.id for c in store.queue(due_before=cut)] == [c.id for c in q if c.due_at is not None and c.due_at < cut]
+    first = q[0]
+    store.record_decision(first.id, decision("approve"), REVIEWER)
+    assert [c.id for c in store.queue(status="approved")] == [first.id]
+    assert first.id not in [c.id for c in store.queue(status="pended")]
+    assert [c.id for c in store.queue(status=["pended", "approved"])] == [c.id for c in q]
+
+
+def test_audit_chain_verifies_and_tampering_is_found(store):
+    bundle, text_ = example("eligible-flc-only.json")
+    r = submit(store, bundle, text_)
+    store.case(r.case.id, actor=REVIEWER)
+    store.history(r.case.id, actor=REVIEWER)
+    store.queue(actor=REVIEWER)
+    store.record_decision(r.case.id, decision("approve"), REVIEWER)
+    store.audit("admin:ops", "admin", "audit.export", None, {"rows": 5})
+    entries = store.audit_entries()
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6]
+    assert [e.action for e in entries] == ["case.submit", "case.read", "case.history", "queue.read", "case.decide",
+                                           "audit.export"]
+    assert entries[1].actor == REVIEWER.name and entries[1].role == "reviewer" and entries[1].case_id == r.case.id
+    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:]))
+    # no patient data in the log: not the bundle, not the member id, not the name
+    case, _ = evaluate(bundle)
+    log = " ".join(e.detail for e in entries)
+    assert case.member.id not in log and "birthDate" not in log and text_[:200] not in log
+    with pytest.raises(PatientDataInAudit):
+        store.audit("x", "admin", "oops", None, {"member_id": case.member.id})
+    assert store.verify_audit() == (True, 6, None)
+    with store.engine.begin() as c:
+        c.execute(text("update audit_log set actor = 'someone-else' where seq = 3"))
+    assert store.verify_audit() == (False, 2, 3)
+    with store.engine.begin() as c:
+        c.execute(text("update audit_log set actor = :a where seq = 3"), {"a": entries[2].actor})
+    assert store.verify_audit() == (True, 6, None)
+    with store.engine.begin() as c:               # a deleted row breaks the sequence
+        c.execute(text("delete from audit_log where seq = 4"))
+    assert store.verify_audit() == (False, 3, 4)
+
+
+def test_truncating_the_audit_log_is_found(store):
+    for i in range(3):
+        store.audit("admin:ops", "admin", "audit.export", None, {"n": i})
+    with store.engine.begin() as c:
+        c.execute(text("delete from audit_log where seq = 3"))
+    assert store.verify_audit() == (False, 2, 3)
+
+
+def test_concurrent_submissions_keep_one_chain(store):
+    threads, per_thread = 8, 10
+    errors: list[BaseException] = []
+    ids: dict[str, str] = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def worker(t: int) -> None:
+        try:
+            barrier.wait()
+            for k in range(per_thread):
+                value = f"CONC-{t}-{k}"
+                bundle, text_ = scenario_bundle(t * per_thread + k, value)
+                r = submit(store, bundle, text_, actor=Actor(f"worker-{t}", "provider"), organization=f"org-{t}")
+                if k % 3 == 0:                                   # some replays and reads interleaved
+                    assert submit(store, bundle, text_).determination.id == r.determination.id
+                    store.case(r.case.id, actor=REVIEWER)
+                with lock:
+                    ids[value] = r.case.id
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert errors == []
+    n = threads * per_thread
+    assert len(ids) == n and len(set(ids.values())) == n
+    assert count(store, "cases") == count(store, "submissions") == count(store, "determinations") == n
+    replays = threads * len(range(0, per_thread, 3))
+    ok, checked, bad = store.verify_audit()
+    assert (ok, checked, bad) == (True, n + 2 * replays, None)
+    for value, case_id in ids.items():
+        assert store.case_by_identifier("urn:test:pas-submission", value).id == case_id
+
+
+def test_concurrent_submissions_of_the_same_bundle_give_one_case(store):
+    bundle, text_ = scenario_bundle(3, "SAME-1")
+    results, errors = [], []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(submit(store, bundle, text_))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker) for _ in range(6)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert errors == []
+    assert len({r.case.id for r in results}) == 1 and len({r.determination.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert count(store, "cases") == 1 and store.verify_audit() == (True, 6, None)
