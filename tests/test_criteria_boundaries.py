@@ -82,17 +82,21 @@ def test_result_dated_after_receipt_is_ignored_and_reported():
     assert any("after the evaluation date; not used" in p for p in d.data_problems), d.data_problems
 
 
-# ---- I.A.4.a.i serum M-protein >= 1.0 g/dL ------------------------------------------------------------------------------
-@pytest.mark.parametrize("value, unit, status, fragment", [
-    (1.0, "g/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    (10, "g/L", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    (1000, "mg/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    (0.99, "g/dL", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
-    (9.9, "g/L", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
+# ---- I.A.4.a.i serum >= 1.0 g/dL and I.A.4.a.ii urine >= 200 mg/24 h M-protein ---------------------------------------
+@pytest.mark.parametrize("test, criterion, value, unit, status, fragment", [
+    ("serum_m_protein", "I.A.4.a.i", 1.0, "g/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 10, "g/L", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 1000, "mg/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 0.99, "g/dL", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 9.9, "g/L", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
+    ("urine_m_protein", "I.A.4.a.ii", 200, "mg/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
+    ("urine_m_protein", "I.A.4.a.ii", 0.2, "g/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
+    ("urine_m_protein", "I.A.4.a.ii", 200, "mg/d", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
+    ("urine_m_protein", "I.A.4.a.ii", 199, "mg/24h", "not_met", "Urine M-protein (24 h) 199 mg/24 h on 2027-01-03 is below 200 mg/24 h"),
 ])
-def test_serum_m_protein_threshold(value, unit, status, fragment):
-    d = determine_with(with_labs({"test": "serum_m_protein", "value": value, "unit": unit, "date": "2027-01-03"}))
-    n = node(d, "I.A.4.a.i")
+def test_m_protein_threshold(test, criterion, value, unit, status, fragment):
+    d = determine_with(with_labs({"test": test, "value": value, "unit": unit, "date": "2027-01-03"}))
+    n = node(d, criterion)
     assert n.status == status
     assert fragment in n.reason
 
@@ -105,20 +109,6 @@ def test_serum_below_threshold_in_window_with_one_above_is_met():
     n = node(d, "I.A.4.a.i")
     assert n.status == "met"
     assert "1.2 g/dL on 2026-12-20 reaches 1 g/dL" in n.reason
-
-
-# ---- I.A.4.a.ii urine M-protein >= 200 mg/24 h --------------------------------------------------------------------------
-@pytest.mark.parametrize("value, unit, status, fragment", [
-    (200, "mg/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
-    (0.2, "g/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
-    (200, "mg/d", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
-    (199, "mg/24h", "not_met", "Urine M-protein (24 h) 199 mg/24 h on 2027-01-03 is below 200 mg/24 h"),
-])
-def test_urine_m_protein_threshold(value, unit, status, fragment):
-    d = determine_with(with_labs({"test": "urine_m_protein", "value": value, "unit": unit, "date": "2027-01-03"}))
-    n = node(d, "I.A.4.a.ii")
-    assert n.status == status
-    assert fragment in n.reason
 
 
 # ---- I.A.4.a.iii involved FLC >= 10 mg/dL with an abnormal ratio ------------------------------------------------------

@@ -671,29 +671,25 @@ class _Reader:
         if cc.__class__ is not dict:
             return None, None, None
         drug_of, regimen_of = self.term.drug, self.term.regimen
+
+        def recognized(name: str):
+            drug = drug_of(name)
+            if drug is not None:
+                return name, drug, None
+            regimen = regimen_of(name)
+            return (name.strip(), None, regimen) if regimen is not None else None
+
         first = None
         codings = cc.get("coding")
-        for c in (codings if codings.__class__ is list else _list(codings)):
-            if c.__class__ is not dict:
-                continue
-            for name in (c.get("display"), c.get("code") if c.get("system") in _DRUG_SYSTEMS else None):
-                if name.__class__ is str and name.strip():
-                    drug = drug_of(name)
-                    if drug is not None:
-                        return name, drug, None
-                    regimen = regimen_of(name)
-                    if regimen is not None:
-                        return name.strip(), None, regimen
-                    first = first or name
-        text = cc.get("text")
-        if text.__class__ is str and text.strip():
-            drug = drug_of(text)
-            if drug is not None:
-                return text, drug, None
-            regimen = regimen_of(text)
-            if regimen is not None:
-                return text.strip(), None, regimen
-            first = first or text
+        candidates = [name for c in (codings if codings.__class__ is list else _list(codings)) if c.__class__ is dict
+                      for name in (c.get("display"), c.get("code") if c.get("system") in _DRUG_SYSTEMS else None)]
+        candidates.append(cc.get("text"))
+        for name in candidates:
+            if name.__class__ is str and name.strip():
+                found = recognized(name)
+                if found is not None:
+                    return found
+                first = first or name
         if first is None:
             for c in _list(codings):
                 if c.__class__ is dict and c.get("code").__class__ is str and c["code"].strip():
