@@ -129,3 +129,15 @@ def assert_subset(expected, actual, path="authorization"):
         assert actual == pytest.approx(float(expected)), f"{path}: {actual!r} != {expected!r}"
     else:
         assert _norm(expected) == actual, f"{path}: {actual!r} != {expected!r}"
+
+
+def folded(text: str) -> str:
+    """Text with its white space folded, for finding messages whatever the line breaks."""
+    return " ".join(text.split())
+
+
+def refused(r) -> str:
+    """A CLI run that refused its input: exit code 2, no traceback; its stderr folded."""
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    return folded(r.stderr)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ELIGIBLE_YAML
+from helpers import ELIGIBLE_YAML, folded, refused
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_POLICY = ROOT / "src" / "priorauth" / "policies" / "data" / "cp_phar_769.yaml"
@@ -83,9 +83,6 @@ def _cli(*args: str) -> list[str]:
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
 
-
-def folded(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -267,9 +264,7 @@ def test_policy_check_names_the_problem_path(runs, files, name):
 
 def test_policy_check_reports_every_problem_of_a_file(runs):
     r = runs["policy_check_all_broken"]
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    err = folded(r.stderr)
+    err = refused(r)
     for name, (_, expected) in BROKEN.items():
         if name == "bad_parameter_unit":
             continue
@@ -279,9 +274,7 @@ def test_policy_check_reports_every_problem_of_a_file(runs):
 
 def test_policy_check_missing_file_exits_2(runs):
     r = runs["policy_check_missing"]
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    err = folded(r.stderr)
+    err = refused(r)
     assert "no_such_policy.yaml" in err and "cannot be read" in err
 
 

@@ -11,7 +11,6 @@ import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
