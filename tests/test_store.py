@@ -29,7 +29,6 @@ from priorauth.store import (Actor, IdempotencyConflict, PatientDataInAudit, Sto
                              default_url)
 from priorauth.store.models import Base
 
-PG_URL = os.environ.get("PRIORAUTH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CONFIG = PayerConfig(policy_effective=date(2026, 12, 23))
 PROVIDER = Actor("client:lakeshore", "provider")
 REVIEWER = Actor("reviewer:1234567893", "reviewer")
@@ -68,37 +67,6 @@ def decision(action="approve", reason="", **kw) -> ReviewerDecision:
                             reviewer_specialty="207RH0003X", decided_at=datetime(2027, 1, 15, 9, 30), **kw)
 
 
-# ---- backends ------------------------------------------------------------------------------------------------
-def _pg_admin():
-    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as c:
-            c.execute(text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect
-        engine.dispose()
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} cannot be reached (CI is set): {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} cannot be reached: {exc}")
-    return engine
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'priorauth.sqlite'}"
-        return
-    admin = _pg_admin()
-    name = f"priorauth_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture
 def store(url):
     s = Store(url)
@@ -126,7 +94,7 @@ def test_migrate_from_empty_matches_the_models(url):
     assert s.schema_revision() is None
     s.migrate()
     s.migrate()                                   # idempotent
-    assert s.schema_revision() == "0001_initial"
+    assert s.schema_revision() == "0002_service"
     with s.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
     assert diff == []

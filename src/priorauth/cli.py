@@ -16,6 +16,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="priorauth: payer-side prior authorization. It recommends; clinicians decide.")
 policy_app = typer.Typer(no_args_is_help=True, help="Show or check a clinical policy file.")
 app.add_typer(policy_app, name="policy")
+client_app = typer.Typer(no_args_is_help=True, help="Register and list the service's OAuth2 clients.")
+app.add_typer(client_app, name="client")
+audit_app = typer.Typer(no_args_is_help=True, help="The service's audit trail.")
+app.add_typer(audit_app, name="audit")
+
+_DB_HELP = "The store: a SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in the data folder."
+_DATA_HELP = "The data folder (default: $PRIORAUTH_DATA_DIR or ~/.local/share/priorauth)."
 
 EXIT_INPUT = 2
 
@@ -222,6 +229,132 @@ def policy_schema() -> None:
     from priorauth.policies import PolicyDocument
 
     sys.stdout.write(json.dumps(PolicyDocument.model_json_schema(), indent=2) + "\n")
+
+
+def _service_env(database_url: Optional[str], data_dir: Optional[Path], config: Optional[Path],
+                 policy: Optional[Path]) -> dict:
+    import os
+
+    env = {}
+    for key, value in (("DATABASE_URL", database_url), ("DATA_DIR", data_dir), ("CONFIG", config),
+                       ("POLICY", policy)):
+        if value is not None:
+            env[f"PRIORAUTH_{key}"] = str(Path(value).resolve()) if isinstance(value, Path) else value
+    os.environ.update(env)
+    return env
+
+
+def _open_store(database_url: Optional[str], data_dir: Optional[Path]):
+    from priorauth.service.settings import data_dir as resolve_dir
+    from priorauth.store import Store, default_url
+
+    import os
+
+    url = database_url or os.environ.get("PRIORAUTH_DATABASE_URL") or default_url(resolve_dir(data_dir))
+    try:
+        store = Store(url)
+        store.migrate()
+    except Exception as exc:  # noqa: BLE001 - any failure to open the database is reported, not raised
+        _err(f"the store at {_safe_url(url)} cannot be opened: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        raise typer.Exit(1) from None
+    return store
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "(the given URL)"
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (share one database)."),
+    seed: bool = typer.Option(True, "--seed/--no-seed", help="Submit the bundled example requests into an empty store."),
+) -> None:
+    """Run the authorization service (FastAPI on uvicorn); OpenAPI docs at /docs."""
+    import uvicorn
+
+    from priorauth.service.core import AuthorizationService
+    from priorauth.service.settings import examples_dir, settings_from_env
+
+    _service_env(database_url, data_dir, config, policy)
+    try:
+        settings = settings_from_env()
+    except Exception as exc:  # noqa: BLE001 - settings problems are reported by name
+        _err(f"cannot start: {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    store = _open_store(settings.database_url, None)
+    examples = examples_dir()
+    if seed and examples is not None:
+        svc = AuthorizationService(settings, store, _load_policy(policy))
+        n = svc.seed(examples)
+        if n:
+            typer.echo(f"seeded {n} example requests from {examples}")
+    if not store.clients():
+        typer.echo("no clients yet: register them with `priorauth client add` (see the README)")
+    store.close()
+    typer.echo(f"priorauth {__version__} on http://{host}:{port} (store: {_safe_url(settings.database_url)}); "
+               f"API docs at /docs")
+    uvicorn.run("priorauth.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
+
+
+@client_app.command("add")
+def client_add(
+    client_id: str = typer.Argument(..., help="The client's id."),
+    role: str = typer.Option(..., "--role", help="provider, reviewer or admin."),
+    organization: Optional[str] = typer.Option(None, "--organization", help="A provider's organization."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """Register a client; prints its secret once (only a hash is stored)."""
+    from priorauth.store import Actor
+
+    store = _open_store(database_url, data_dir)
+    try:
+        secret = store.add_client(client_id, role, organization, Actor("cli:client-add", "admin"))
+    except ValueError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_INPUT) from None
+    finally:
+        store.close()
+    typer.echo(secret)
+
+
+@client_app.command("list")
+def client_list(
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """List the registered clients (id, role, organization)."""
+    store = _open_store(database_url, data_dir)
+    for c in store.clients():
+        typer.echo(f"{c.client_id}\t{c.role}\t{c.organization or '-'}{chr(9) + 'disabled' if c.disabled else ''}")
+    store.close()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """Walk the hash-chained audit log; exit 1 at the first entry that does not verify."""
+    store = _open_store(database_url, data_dir)
+    ok, checked, bad = store.verify_audit()
+    store.close()
+    if not ok:
+        _err(f"audit chain broken at entry {bad} ({checked} entries verified before it)")
+        raise typer.Exit(1)
+    typer.echo(f"audit chain verified: {checked} entries")
 
 
 @app.command()

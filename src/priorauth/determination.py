@@ -23,7 +23,7 @@ from priorauth.engine.results import MET, NOT_MET, UNKNOWN, Evidence, NodeResult
 from priorauth.policies import Policy
 from priorauth.terminology import Terminology, load_terminology
 
-__all__ = ["Determination", "determine", "OUTCOMES"]
+__all__ = ["Determination", "determine", "review_due", "OUTCOMES"]
 
 OUTCOMES = ("meets_criteria", "does_not_meet_criteria", "needs_information", "refer_to_policy", "not_applicable")
 _DEFAULT_CONFIG = PayerConfig()
@@ -81,12 +81,16 @@ def _scope_node(node_id: str, label: str, status: str, reason: str, evidence=())
     return NodeResult(node_id, label, "scope", status, reason, tuple(evidence))
 
 
-def _due(case: Case, policy: Policy, config: PayerConfig, lob: str) -> datetime:
-    urgency = case.request.urgency
+def review_due(received: datetime, urgency: str, lob: str, policy: Policy, config: PayerConfig) -> datetime:
+    """When the decision is due: the payer's clock for the line of business and urgency, else the policy's."""
     hours = (config.clocks.get(lob, {}).get(urgency)
              or policy.clock_hours.get(lob, {}).get(urgency)
              or policy.clock_hours["*"][urgency])
-    return case.request.received_datetime() + timedelta(hours=hours)
+    return received + timedelta(hours=hours)
+
+
+def _due(case: Case, policy: Policy, config: PayerConfig, lob: str) -> datetime:
+    return review_due(case.request.received_datetime(), case.request.urgency, lob, policy, config)
 
 
 def _review(policy: Policy, outcome: str) -> dict[str, Any]:

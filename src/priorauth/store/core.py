@@ -13,6 +13,8 @@ on SQLite by writing in ``BEGIN IMMEDIATE`` transactions (one writer at a time).
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 import json
 import os
 import uuid
@@ -21,20 +23,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import and_, create_engine, event, or_, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from priorauth import __version__
-from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, DecisionRow, DeterminationRow,
-                                    EventRow, SubmissionRow)
+from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
+                                    DeterminationRow, EventRow, SubmissionRow)
 
 __all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
            "BundleIdentifierMissing", "PatientDataInAudit", "default_url", "content_hash", "canonical_json",
-           "audit_hash", "STATUS_PENDED", "DECISION_STATUS"]
+           "audit_hash", "STATUS_PENDED", "STATUS_APPEALED", "DECISION_STATUS", "ROLES", "hash_secret",
+           "check_secret"]
 
 STATUS_PENDED = "pended"                 # A4: pended for committee review
+STATUS_APPEALED = "appealed"             # an appeal of a decision, back in the queue
+ROLES = ("provider", "reviewer", "admin")
+_PBKDF2_ITERATIONS = 120_000
 DECISION_STATUS = {"approve": "approved", "modify": "modified", "deny": "denied", "pend": "pending_information"}
 
 # keys that would carry patient data; refused anywhere in an audit detail
@@ -129,6 +135,24 @@ def _check_no_patient_data(node: Any, path: str = "detail") -> None:
         raise PatientDataInAudit(f"{path}: {type(node).__name__} is not JSON")
 
 
+def hash_secret(secret: str, *, salt: bytes | None = None, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    """``pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`` of a client secret."""
+    salt = salt if salt is not None else os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def check_secret(secret: str, stored: str) -> bool:
+    try:
+        scheme, iterations, salt, _digest = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        expected = hash_secret(secret, salt=bytes.fromhex(salt), iterations=int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, stored)
+
+
 def default_url(data_dir: str | Path | None = None) -> str:
     """``sqlite:///<data dir>/priorauth.sqlite``; the data dir is ``data_dir``, ``$PRIORAUTH_DATA_DIR`` or
     ``$XDG_DATA_HOME/priorauth`` (``~/.local/share/priorauth``)."""
@@ -165,6 +189,9 @@ class Store:
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(sqlite_begin="DEFERRED") if self.dialect == "sqlite" else self.engine
         self._read = sessionmaker(reader, expire_on_commit=False)
+        # called inside the transaction of every case change, with (session, case, event kind, event row):
+        # the service's outbox writes its notifications there, so they commit or roll back with the change
+        self.listeners: list[Callable[[Session, CaseRow, str, EventRow], None]] = []
 
     @staticmethod
     def _sqlite_events(engine: Engine) -> None:
@@ -270,7 +297,12 @@ class Store:
                 diff[k] = [_instant(old) if isinstance(old, datetime) else old,
                            _instant(v) if isinstance(v, datetime) else v]
                 setattr(case, k, v)
-        s.add(EventRow(case_id=case.id, at=at, kind=kind, detail=canonical_json(diff)))
+        ev = EventRow(case_id=case.id, at=at, kind=kind, detail=canonical_json(diff))
+        s.add(ev)
+        if self.listeners:
+            s.flush()
+            for listener in self.listeners:
+                listener(s, case, kind, ev)
 
     def _find_submission(self, s: Session, system: str, value: str, digest: str) -> SubmissionRow | None:
         return s.scalars(select(SubmissionRow).where(SubmissionRow.identifier_system == system,
@@ -411,9 +443,7 @@ class Store:
         """Append a reviewer's decision (a :class:`priorauth.fhir.claim_response.ReviewerDecision`, validated
         when made) and move the case to its status."""
         with self._write.begin() as s:
-            row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one_or_none()
-            if row is None:
-                raise CaseNotFound(case_id)
+            row = self._locked_case(s, case_id)
             at = _now()
             d = DecisionRow(case_id=case_id, action=decision.action, reason=decision.reason,
                             reviewer_npi=decision.reviewer_npi, specialty=decision.reviewer_specialty,
@@ -425,6 +455,72 @@ class Store:
                                {"decision": d.id, "action": decision.action, "reviewer_npi": decision.reviewer_npi,
                                 "cited": list(decision.cited)})
             return d
+
+    def extend(self, case_id: str, due_at: datetime, reason: str, actor: Actor) -> CaseRow:
+        """Extend the decision's due time (the plan takes an extension, with its reason)."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("reason: an extension needs a reason")
+        with self._write.begin() as s:
+            row = self._locked_case(s, case_id)
+            if row.due_at is not None and _utc(due_at) <= row.due_at:
+                raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
+            at = _now()
+            self._change(s, row, "extension", at, due_at=_utc(due_at))
+            self._append_audit(s, actor.name, actor.role, "case.extend", case_id,
+                               {"due_at": _instant(due_at), "reason_length": len(reason)})
+            return row
+
+    def appeal(self, case_id: str, reason: str, actor: Actor, *, due_at: datetime | None = None) -> CaseRow:
+        """Record an appeal of the case's decision: the case goes back to the queue (status appealed)."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("reason: an appeal needs a reason")
+        with self._write.begin() as s:
+            row = self._locked_case(s, case_id)
+            decided = s.scalars(select(DecisionRow.id).where(DecisionRow.case_id == case_id).limit(1)).first()
+            if decided is None:
+                raise ValueError("the case has no decision to appeal")
+            at = _now()
+            self._change(s, row, "appeal", at, status=STATUS_APPEALED,
+                         due_at=_utc(due_at) if due_at is not None else row.due_at)
+            self._append_audit(s, actor.name, actor.role, "case.appeal", case_id, {"reason_length": len(reason)})
+            return row
+
+    def _locked_case(self, s: Session, case_id: str) -> CaseRow:
+        row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one_or_none()
+        if row is None:
+            raise CaseNotFound(case_id)
+        return row
+
+    # ---- clients ---------------------------------------------------------------------------------------------
+    def add_client(self, client_id: str, role: str, organization: str | None, actor: Actor,
+                   secret: str | None = None) -> str:
+        """Register an OAuth2 client; returns its secret (generated unless given), stored only as a hash."""
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > 128:
+            raise ValueError("client_id: 1 to 128 characters")
+        if role == "provider" and not (organization and organization.strip()):
+            raise ValueError("organization: a provider client belongs to an organization")
+        secret = secret or secrets.token_urlsafe(32)
+        with self._write.begin() as s:
+            if s.get(ClientRow, client_id) is not None:
+                raise ValueError(f"client_id {client_id!r} is already registered")
+            s.add(ClientRow(client_id=client_id, secret_hash=hash_secret(secret), role=role,
+                            organization=organization, created_at=_now(), disabled=False))
+            self._append_audit(s, actor.name, actor.role, "client.add", None,
+                               {"client_id": client_id, "role": role, "organization": organization})
+        return secret
+
+    def authenticate(self, client_id: str, secret: str) -> ClientRow | None:
+        with self._read() as s:
+            row = s.get(ClientRow, client_id)
+        if row is None or row.disabled or not check_secret(secret, row.secret_hash):
+            return None
+        return row
+
+    def clients(self) -> list[ClientRow]:
+        with self._read() as s:
+            return list(s.scalars(select(ClientRow).order_by(ClientRow.client_id)))
 
     # ---- reads -----------------------------------------------------------------------------------------------
     def _read_audit(self, actor: Actor | None, action: str, case_id: str | None, detail: dict | None = None) -> None:
@@ -446,6 +542,18 @@ class Store:
         if row is not None:
             self._read_audit(actor, "case.read", row.id)
         return row
+
+    def case_by_request(self, system: str | None, value: str, organization: str | None = None) -> CaseRow | None:
+        """The case whose request id (or Bundle identifier, when ``system`` is given) is ``value``, among the
+        organization's cases when one is given; the latest received when several match."""
+        cond = CaseRow.request_id == value
+        if system is not None:
+            cond = or_(cond, and_(CaseRow.identifier_system == system, CaseRow.identifier_value == value))
+        q = select(CaseRow).where(cond)
+        if organization is not None:
+            q = q.where(CaseRow.organization == organization)
+        with self._read() as s:
+            return s.scalars(q.order_by(CaseRow.received_at.desc(), CaseRow.id).limit(1)).first()
 
     def latest_determination(self, case_id: str) -> DeterminationRow | None:
         with self._read() as s:

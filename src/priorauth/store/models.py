@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Base", "UTCDateTime", "CaseRow", "SubmissionRow", "DeterminationRow", "DecisionRow", "EventRow",
-           "AuditRow", "AuditHead", "GENESIS_HASH"]
+           "AuditRow", "AuditHead", "ClientRow", "SubscriptionRow", "NotificationRow", "GENESIS_HASH"]
 
 GENESIS_HASH = "0" * 64
 
@@ -148,3 +148,55 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class ClientRow(Base):
+    """An OAuth2 client (client-credentials grant): its role, its organization (providers), its secret's hash."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    organization: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SubscriptionRow(Base):
+    """A FHIR Subscription (R5 backport, rest-hook) of a provider client to its organization's case updates."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (Index("ix_subscriptions_organization", "organization"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    organization: Mapped[str] = mapped_column(String(256))
+    topic: Mapped[str] = mapped_column(String(512))
+    endpoint: Mapped[str] = mapped_column(String(2048))
+    headers: Mapped[str] = mapped_column(Text)            # JSON list of "Name: value" the notification carries
+    content: Mapped[str] = mapped_column(String(32))      # empty | id-only | full-resource
+    status: Mapped[str] = mapped_column(String(16))       # requested | active | error | off
+    resource_json: Mapped[str] = mapped_column(Text)      # the Subscription as accepted
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    events_since_start: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class NotificationRow(Base):
+    """The outbox: one notification per subscription and case event, written in the event's transaction and
+    delivered after it commits (so none is lost if the process dies)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_pending", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id"))
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    event_number: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))       # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)

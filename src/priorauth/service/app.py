@@ -1,0 +1,196 @@
+"""The FastAPI application: routers, error handling (every error an OperationOutcome, never a bare 500), the
+request size limit, and the OAuth2 token endpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from priorauth import __version__
+from priorauth.policies import default_policy, load_policy
+from priorauth.service.auth import OAuthError, TokenIssuer, parse_token_request
+from priorauth.service.core import AuthorizationService
+from priorauth.service.errors import FHIR_JSON, ApiError, issue_code, operation_outcome
+from priorauth.service.settings import ServiceSettings
+from priorauth.store import Store
+
+__all__ = ["create_app", "app_from_env"]
+
+log = logging.getLogger("priorauth.service")
+
+
+def _outcome_response(status: int, outcome: dict, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(outcome), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def _field(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    where = loc[0] if loc else ""
+    name = ".".join(parts) or where
+    return f"{where}:{name}" if where in ("query", "path", "header") else name
+
+
+class BodyLimit:
+    """Refuse a request body larger than ``limit`` bytes with 413 (by Content-Length, or while it streams)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        too_big = _outcome_response(413, operation_outcome([(
+            "too-costly", f"the request body is larger than the {self.limit} bytes a request may be", None)]))
+        if declared is not None:
+            try:
+                if int(declared) > self.limit:
+                    return await too_big(scope, receive, send)
+            except ValueError:
+                bad = _outcome_response(400, operation_outcome([("structure", "Content-Length is not a number",
+                                                                  None)]))
+                return await bad(scope, receive, send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await too_big(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI:
+    store = store or Store(settings.database_url)
+    store.migrate()
+    policy = load_policy(settings.policy_path) if settings.policy_path else default_policy()
+    service = AuthorizationService(settings, store, policy)
+    tokens = TokenIssuer(settings, store)
+    extra_startup = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for hook in extra_startup:
+            hook(app)
+        try:
+            yield
+        finally:
+            for stop in getattr(app.state, "on_stop", []):
+                stop()
+
+    app = FastAPI(title="priorauth", version=__version__, lifespan=lifespan,
+                  description="Payer-side prior authorization: Da Vinci PAS, CRD and DTR for providers; the "
+                              "review queue and decisions for the plan's reviewers. Recommendations only: every "
+                              "request is pended for committee review and no denial is final without a "
+                              "clinician's decision.")
+    app.state.settings = settings
+    app.state.store = store
+    app.state.service = service
+    app.state.tokens = tokens
+    app.state.on_stop = []
+    app.state.startup = extra_startup
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return _outcome_response(exc.status, exc.outcome, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        issues = []
+        for e in exc.errors():
+            loc = tuple(e.get("loc") or ())
+            msg = e.get("msg", "invalid")
+            if e.get("type") == "json_invalid":
+                msg = "the body is not valid JSON"
+            issues.append(("value" if loc and loc[0] != "body" else "invalid", msg, _field(loc)))
+        return _outcome_response(422 if any(i[2] and not i[2].startswith(("query:", "path:", "header:"))
+                                            for i in issues) else 400, operation_outcome(issues))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "the request cannot be served"
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path[:200]}"
+        return _outcome_response(exc.status_code, operation_outcome([(issue_code(exc.status_code), detail, None)]),
+                                 dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # no request content and no exception message in the log: either may carry patient data
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.scope.get("route").path
+                  if request.scope.get("route") else "(no route)")
+        return _outcome_response(500, operation_outcome([("exception", "the server could not complete the request; "
+                                                          "it has been logged", None)]))
+
+    @app.get("/health", tags=["Service"], summary="Liveness and database reachability (no token)")
+    def health():
+        try:
+            revision = store.schema_revision()
+        except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok", "version": __version__, "schema": revision,
+                             "policy": {"id": policy.id, "version": policy.version}})
+
+    @app.post("/oauth/token", tags=["Service"], summary="OAuth2 client-credentials token",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/x-www-form-urlencoded": {"schema": {
+                      "type": "object", "required": ["grant_type"],
+                      "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                     "client_id": {"type": "string"}, "client_secret": {"type": "string"},
+                                     "scope": {"type": "string"}}}}}}})
+    async def token(request: Request):
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        try:
+            client_id, secret, _scope = parse_token_request(await request.body(),
+                                                            request.headers.get("content-type", ""),
+                                                            request.headers.get("authorization"))
+            body = await run_in_threadpool(tokens.issue, client_id, secret)
+        except OAuthError as err:
+            if err.status == 401:
+                headers["WWW-Authenticate"] = 'Basic realm="priorauth"'
+            return JSONResponse(err.body(), err.status, headers=headers)
+        return JSONResponse(body, headers=headers)
+
+    from priorauth.service import cds, fhir_api, review_api
+
+    app.include_router(fhir_api.router)
+    app.include_router(cds.router)
+    app.include_router(review_api.router)
+    app.include_router(review_api.admin)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The application as ``priorauth serve`` configures it for its workers (from ``PRIORAUTH_*`` variables)."""
+    from priorauth.service.settings import settings_from_env
+
+    return create_app(settings_from_env())

@@ -1,0 +1,140 @@
+"""OAuth2 client credentials (RFC 6749 section 4.4) and the bearer tokens the service accepts.
+
+Clients are registered in the store (``priorauth client add``) with one role: ``provider`` (its organization's
+cases only), ``reviewer`` (reads every case, decides) or ``admin`` (everything, and client registration).
+Tokens are JWTs signed with HMAC-SHA256 (PyJWT) carrying ``sub`` (the client), ``role`` and ``org``; they are
+checked for signature, issuer, audience and expiry on every request. A disabled client keeps any token it
+holds until it expires (``token_ttl_seconds``, one hour by default).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+from urllib.parse import parse_qs
+
+import jwt
+
+from priorauth.service.errors import ApiError
+from priorauth.service.settings import ServiceSettings
+from priorauth.store import Actor, Store
+
+__all__ = ["Principal", "TokenIssuer", "parse_token_request"]
+
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    client_id: str
+    role: str
+    organization: str | None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"client:{self.client_id}", self.role)
+
+    def may_see(self, organization: str) -> bool:
+        return self.role in ("reviewer", "admin") or (self.role == "provider" and self.organization == organization)
+
+
+class OAuthError(Exception):
+    """An RFC 6749 section 5.2 error response."""
+
+    def __init__(self, status: int, error: str, description: str):
+        super().__init__(description)
+        self.status, self.error, self.description = status, error, description
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+def parse_token_request(body: bytes, content_type: str, authorization: str | None) -> tuple[str, str, str | None]:
+    """``(client_id, client_secret, scope)`` from a token request: form-encoded body, the client authenticated
+    with HTTP Basic or ``client_id``/``client_secret`` in the body."""
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise OAuthError(400, "invalid_request", "the token request is form-encoded "
+                                                 "(Content-Type: application/x-www-form-urlencoded)")
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError(400, "invalid_request", "the token request body is not form-encoded UTF-8") from None
+    for key, values in form.items():
+        if len(values) > 1:
+            raise OAuthError(400, "invalid_request", f"{key}: given more than once")
+    one = {k: v[0] for k, v in form.items()}
+    grant = one.get("grant_type")
+    if grant is None:
+        raise OAuthError(400, "invalid_request", "grant_type is required (client_credentials)")
+    if grant != "client_credentials":
+        raise OAuthError(400, "unsupported_grant_type", "only the client_credentials grant is supported")
+    client_id, secret = one.get("client_id"), one.get("client_secret")
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            raise OAuthError(401, "invalid_client", "client authentication is HTTP Basic or client_secret in the body")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuthError(401, "invalid_client", "the Basic credentials are not base64 of client_id:secret") from None
+        basic_id, sep, basic_secret = decoded.partition(":")
+        if not sep:
+            raise OAuthError(401, "invalid_client", "the Basic credentials are not client_id:secret")
+        if client_id is not None and client_id != basic_id:
+            raise OAuthError(400, "invalid_request", "client_id differs between the body and the Basic credentials")
+        client_id, secret = basic_id, basic_secret
+    if not client_id or secret is None:
+        raise OAuthError(401, "invalid_client", "client_id and client_secret are required")
+    return client_id, secret, one.get("scope")
+
+
+class TokenIssuer:
+    def __init__(self, settings: ServiceSettings, store: Store):
+        self.settings = settings
+        self.store = store
+
+    def issue(self, client_id: str, secret: str) -> dict:
+        client = self.store.authenticate(client_id, secret)
+        if client is None:
+            self.store.audit(f"client:{client_id[:128]}", "unknown", "token.refused", None, {})
+            raise OAuthError(401, "invalid_client", "unknown client or wrong secret")
+        now: datetime = self.settings.now()
+        ttl = self.settings.token_ttl_seconds
+        claims = {"iss": self.settings.issuer, "aud": self.settings.audience, "sub": client.client_id,
+                  "role": client.role, "org": client.organization, "iat": int(now.timestamp()),
+                  "exp": int((now + timedelta(seconds=ttl)).timestamp()), "jti": str(uuid.uuid4())}
+        token = jwt.encode(claims, self.settings.signing_key, algorithm=_ALGORITHM)
+        self.store.audit(f"client:{client.client_id}", client.role, "token.issue", None, {})
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": client.role}
+
+    def principal(self, authorization: str | None, roles: Iterable[str]) -> Principal:
+        """The caller of a request with this Authorization header, if its role is one of ``roles``."""
+        challenge = {"WWW-Authenticate": 'Bearer realm="priorauth"'}
+        if not authorization:
+            raise ApiError(401, "a bearer token is required (POST /oauth/token with client credentials)",
+                           headers=challenge)
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Authorization: expected 'Bearer <token>'", headers=challenge)
+        try:
+            claims = jwt.decode(token.strip(), self.settings.signing_key, algorithms=[_ALGORITHM],
+                                audience=self.settings.audience, issuer=self.settings.issuer,
+                                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                                leeway=5)
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "the bearer token has expired", headers=challenge) from None
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, f"the bearer token is not valid: {type(exc).__name__}", headers=challenge) from None
+        role, org, sub = claims.get("role"), claims.get("org"), claims.get("sub")
+        if role not in ("provider", "reviewer", "admin") or not isinstance(sub, str) \
+                or (role == "provider" and not isinstance(org, str)):
+            raise ApiError(401, "the bearer token does not carry a role and organization", headers=challenge)
+        p = Principal(sub, role, org if isinstance(org, str) else None)
+        allowed = tuple(roles)
+        if role not in allowed and role != "admin":
+            raise ApiError(403, f"the {role} role may not use this endpoint (it needs {' or '.join(allowed)})")
+        return p

@@ -1,0 +1,303 @@
+"""The service's operations on the store, independent of HTTP: submit and resubmit PAS requests, build the
+current ClaimResponse of a case, record reviewers' decisions, extensions and appeals, the queue.
+
+A case's response is rebuilt from what is stored: the latest submission (verbatim), its determination
+(re-evaluated with the same policy and engine; the stored result is the record, the recomputation must match its
+policy content hash) and the reviewer's decision on it, if any.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from priorauth.determination import Determination, determine, review_due
+from priorauth.fhir.claim_response import ReviewerDecision, default_auth_number, response_bundle
+from priorauth.fhir.pas_intake import BundleError, case_from_bundle
+from priorauth.policies import Policy
+from priorauth.service.auth import Principal
+from priorauth.service.errors import ApiError
+from priorauth.service.settings import ServiceSettings
+from priorauth.store import (Actor, BundleIdentifierMissing, CaseNotFound, IdempotencyConflict, Store,
+                             SubmitResult)
+from priorauth.store.models import CaseRow, DecisionRow, DeterminationRow, SubmissionRow
+from priorauth.terminology import load_terminology
+
+__all__ = ["AuthorizationService", "OPEN_STATUSES", "DECIDED_STATUSES"]
+
+OPEN_STATUSES = ("pended", "pending_information", "appealed")
+DECIDED_STATUSES = ("approved", "modified", "denied")
+SEED_ORGANIZATION = "examples"
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _instant(dt: datetime | None) -> str | None:
+    return None if dt is None else _utc(dt).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    result: SubmitResult
+    response: dict
+    resubmission: bool
+
+
+class AuthorizationService:
+    def __init__(self, settings: ServiceSettings, store: Store, policy: Policy):
+        self.settings = settings
+        self.store = store
+        self.policy = policy
+        self.config = settings.config
+        self.term = load_terminology()
+
+    # ---- evaluation ------------------------------------------------------------------------------------------
+    def evaluate(self, bundle: Any, received_at: datetime) -> tuple[Any, Determination]:
+        """The case and determination of a request Bundle received at ``received_at``: the engine evaluates as
+        of the request's date; the review clock runs from the moment the plan received it."""
+        case = case_from_bundle(bundle, "Bundle", eligibility=self.config.member_eligibility)
+        det = determine(case, self.policy, self.config, terminology=self.term)
+        lob = self.term.line_of_business(case.member.line_of_business)
+        return case, replace(det, due=review_due(_utc(received_at), case.request.urgency, lob, self.policy,
+                                                 self.config))
+
+    # ---- submit ----------------------------------------------------------------------------------------------
+    def submit(self, bundle: dict, text: str, principal: Principal) -> Submitted:
+        received = self.settings.now()
+        organization = principal.organization or principal.role
+        prior = self._prior_case(bundle, principal)
+        try:
+            if prior is not None:
+                result = self.store.resubmit(prior.id, bundle, text, received_at=received,
+                                             evaluate=lambda b: self.evaluate(b, received), actor=principal.actor)
+            else:
+                result = self.store.submit(bundle, text, organization=organization, received_at=received,
+                                           evaluate=lambda b: self.evaluate(b, received), actor=principal.actor)
+        except BundleError as err:
+            raise ApiError(400, "the PAS request Bundle cannot be read", outcome=err.operation_outcome()) from None
+        except BundleIdentifierMissing as err:
+            raise ApiError(400, str(err).split(": ", 1)[1], "Bundle.identifier", code="required") from None
+        except IdempotencyConflict as err:
+            raise ApiError(409, str(err), "Bundle.identifier", code="duplicate") from None
+        return Submitted(result, self.response(result.case.id), prior is not None)
+
+    def _prior_case(self, bundle: dict, principal: Principal) -> CaseRow | None:
+        """The case an update refers to: ``Claim.related.claim`` (identifier or reference) naming a request of
+        the submitter's organization already received. An update that names none is a new request."""
+        entries = bundle.get("entry")
+        claim = entries[0].get("resource") if isinstance(entries, list) and entries and \
+            isinstance(entries[0], dict) else None
+        if not isinstance(claim, dict) or claim.get("resourceType") != "Claim":
+            return None
+        related = claim.get("related")
+        if not isinstance(related, list):
+            return None
+        for i, rel in enumerate(related):
+            ref = rel.get("claim") if isinstance(rel, dict) else None
+            if not isinstance(ref, dict):
+                continue
+            ident = ref.get("identifier")
+            found = None
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                system = ident.get("system")
+                found = self.store.case_by_request(system if isinstance(system, str) else None, ident["value"],
+                                                   principal.organization if principal.role == "provider" else None)
+            if found is None:
+                raise ApiError(404, "the related (prior) request is not one this plan received from your "
+                                    "organization", f"Claim.related[{i}].claim.identifier", code="not-found")
+            return found
+        return None
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    def case_for(self, case_id: str, principal: Principal, action: str = "case.read") -> CaseRow:
+        """The case, if the caller may see it; otherwise 404 (a provider cannot learn that another
+        organization's case exists)."""
+        try:
+            row = self.store.case(case_id)
+        except CaseNotFound:
+            row = None
+        if row is None or not principal.may_see(row.organization):
+            self.store.audit(principal.actor.name, principal.role, "case.read.refused", None,
+                             {"requested": case_id[:64]})
+            raise ApiError(404, f"no case {case_id!r} that you may see", code="not-found")
+        self.store.audit(principal.actor.name, principal.role, action, row.id)
+        return row
+
+    def _current(self, case_id: str) -> tuple[SubmissionRow, DeterminationRow, DecisionRow | None]:
+        with self.store._read() as s:      # one consistent snapshot of the case's latest state
+            from sqlalchemy import select
+
+            det = s.scalars(select(DeterminationRow).where(DeterminationRow.case_id == case_id)
+                            .order_by(DeterminationRow.id.desc()).limit(1)).one()
+            sub = s.get(SubmissionRow, det.submission_id)
+            dec = s.scalars(select(DecisionRow).where(DecisionRow.case_id == case_id,
+                                                      DecisionRow.recorded_at >= det.created_at)
+                            .order_by(DecisionRow.id.desc()).limit(1)).first()
+        return sub, det, dec
+
+    def response(self, case_id: str, *, decision: ReviewerDecision | None = None,
+                 created: datetime | None = None) -> dict:
+        """The case's current PAS response Bundle (or, with ``decision``, the one that decision would give)."""
+        sub, det_row, dec_row = self._current(case_id)
+        bundle = orjson.loads(sub.text)
+        _case, det = self.evaluate(bundle, sub.received_at)
+        if det.policy.content_hash != det_row.policy_content_hash:
+            raise ApiError(409, f"the case was determined under {det_row.policy_id} {det_row.policy_version} "
+                                f"({det_row.policy_content_hash[:12]}), which this service no longer runs; "
+                                "resubmit the request to re-evaluate it", code="business-rule")
+        if decision is None and dec_row is not None:
+            decision = ReviewerDecision(action=dec_row.action, reason=dec_row.reason,
+                                        reviewer_npi=dec_row.reviewer_npi, reviewer_specialty=dec_row.specialty,
+                                        decided_at=dec_row.decided_at, auth_number=dec_row.auth_number)
+            created = dec_row.recorded_at
+        created = created or det_row.created_at
+        return response_bundle(det, request=bundle, created=_utc(created).replace(microsecond=0)
+                                if decision is None else _utc(created), decision=decision, response_id=case_id)
+
+    @staticmethod
+    def claim_response(bundle: dict) -> dict:
+        for e in bundle.get("entry", ()):
+            if e.get("resource", {}).get("resourceType") == "ClaimResponse":
+                return e["resource"]
+        raise ApiError(500, "the response Bundle holds no ClaimResponse")  # pragma: no cover - built by us
+
+    def inquire(self, bundle: dict, principal: Principal) -> dict:
+        """PAS ``$inquire``: the current response of the request the inquiry's Claim identifies (Bundle or
+        Claim identifier), among the caller's organization's requests."""
+        entries = bundle.get("entry")
+        claim = entries[0].get("resource") if isinstance(entries, list) and entries and \
+            isinstance(entries[0], dict) else None
+        if not isinstance(claim, dict) or claim.get("resourceType") != "Claim":
+            raise ApiError(400, "the first entry of an inquiry Bundle is the Claim being asked about",
+                           "Bundle.entry[0].resource", code="structure")
+        wanted: list[tuple[str | None, str]] = []
+        ident = bundle.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            wanted.append((ident.get("system") if isinstance(ident.get("system"), str) else None, ident["value"]))
+        for idf in claim.get("identifier") or ():
+            if isinstance(idf, dict) and isinstance(idf.get("value"), str):
+                wanted.append((idf.get("system") if isinstance(idf.get("system"), str) else None, idf["value"]))
+        if not wanted:
+            raise ApiError(400, "an inquiry names the request by Claim.identifier", "Claim.identifier",
+                           code="required")
+        org = principal.organization if principal.role == "provider" else None
+        for system, value in wanted:
+            row = self.store.case_by_request(system, value, org)
+            if row is not None:
+                self.store.audit(principal.actor.name, principal.role, "case.inquire", row.id)
+                return self.response(row.id)
+        self.store.audit(principal.actor.name, principal.role, "case.inquire.none", None, {})
+        raise ApiError(404, "no request with that identifier from your organization", "Claim.identifier",
+                       code="not-found")
+
+    # ---- reviewer --------------------------------------------------------------------------------------------
+    def is_overdue(self, row: CaseRow, now: datetime | None = None) -> bool:
+        now = now or self.settings.now()
+        return row.status in OPEN_STATUSES and row.due_at is not None and _utc(row.due_at) < _utc(now)
+
+    def case_summary(self, row: CaseRow, now: datetime | None = None) -> dict[str, Any]:
+        return {"id": row.id, "request_id": row.request_id, "organization": row.organization,
+                "line_of_business": row.line_of_business, "urgency": row.urgency,
+                "received_at": _instant(row.received_at), "due_at": _instant(row.due_at),
+                "overdue": self.is_overdue(row, now), "status": row.status, "outcome": row.outcome}
+
+    def case_detail(self, case_id: str, principal: Principal) -> dict[str, Any]:
+        self.case_for(case_id, principal, "case.detail")
+        h = self.store.history(case_id)
+        dets = h.determinations
+        latest = json.loads(dets[-1].result_json) if dets else None
+        return {
+            **self.case_summary(h.case),
+            "determination": latest,
+            "determinations": [{"id": d.id, "submission": d.submission_id, "outcome": d.outcome,
+                                "policy": {"id": d.policy_id, "version": d.policy_version,
+                                           "content_hash": d.policy_content_hash},
+                                "engine_version": d.engine_version, "created_at": _instant(d.created_at)}
+                               for d in dets],
+            "submissions": [{"id": s.id, "sequence": s.sequence, "identifier": {"system": s.identifier_system,
+                                                                                 "value": s.identifier_value},
+                             "content_hash": s.content_hash, "received_at": _instant(s.received_at)}
+                            for s in h.submissions],
+            "decisions": [{"id": d.id, "action": d.action, "reason": d.reason, "reviewer_npi": d.reviewer_npi,
+                           "reviewer_specialty": d.specialty, "auth_number": d.auth_number,
+                           "decided_at": _instant(d.decided_at), "recorded_at": _instant(d.recorded_at)}
+                          for d in h.decisions],
+            "events": [{"at": _instant(e.at), "kind": e.kind, "changes": json.loads(e.detail)} for e in h.events],
+        }
+
+    def decide(self, case_id: str, principal: Principal, action: str, reason: str, reviewer_npi: str,
+               reviewer_specialty: str, auth_number: str | None = None) -> tuple[DecisionRow, dict]:
+        row = self.case_for(case_id, principal, "case.read")
+        if row.status not in OPEN_STATUSES:
+            raise ApiError(409, f"the case is {row.status}; a decided case is decided again only after an appeal "
+                                "(POST .../appeal)", "status", code="business-rule")
+        now = self.settings.now()
+        if auth_number is None and action in ("approve", "modify"):
+            auth_number = default_auth_number(case_id)
+        try:
+            decision = ReviewerDecision(action=action, reason=reason, reviewer_npi=reviewer_npi,
+                                        reviewer_specialty=reviewer_specialty, decided_at=now,
+                                        auth_number=auth_number)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), _decision_field(str(exc)), code="business-rule") from None
+        try:
+            self.response(case_id, decision=decision, created=now)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), code="business-rule") from None
+        dec = self.store.record_decision(case_id, decision, principal.actor)
+        return dec, self.response(case_id)
+
+    def extend(self, case_id: str, principal: Principal, hours: int, reason: str) -> CaseRow:
+        row = self.case_for(case_id, principal, "case.read")
+        if row.status not in OPEN_STATUSES:
+            raise ApiError(409, f"the case is {row.status}; only an open case's clock is extended", "status",
+                           code="business-rule")
+        base = row.due_at or self.settings.now()
+        try:
+            return self.store.extend(case_id, _utc(base) + timedelta(hours=hours), reason, principal.actor)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), str(exc).split(":")[0], code="business-rule") from None
+
+    def appeal(self, case_id: str, principal: Principal, reason: str, urgency: str) -> CaseRow:
+        row = self.case_for(case_id, principal, "case.read")
+        if row.status not in DECIDED_STATUSES:
+            raise ApiError(409, f"the case is {row.status}; only a decided case is appealed", "status",
+                           code="business-rule")
+        lob = self.term.line_of_business(row.line_of_business)
+        due = review_due(_utc(self.settings.now()), urgency, lob, self.policy, self.config)
+        try:
+            return self.store.appeal(case_id, reason, principal.actor, due_at=due)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), str(exc).split(":")[0], code="business-rule") from None
+
+    # ---- seeding ---------------------------------------------------------------------------------------------
+    def seed(self, directory: Path) -> int:
+        """Submit the example request Bundles in ``directory`` (as the ``examples`` organization) into an empty
+        store; returns how many were stored."""
+        if self.store.queue(limit=1):
+            return 0
+        seeder = Principal("seed", "provider", SEED_ORGANIZATION)
+        n = 0
+        for path in sorted(directory.glob("*.json")):
+            text = path.read_text(encoding="utf-8")
+            self.submit(orjson.loads(text), text, seeder)
+            n += 1
+        return n
+
+
+def _decision_field(message: str) -> str | None:
+    for name in ("action", "reason", "reviewer_npi", "reviewer_specialty", "auth_number"):
+        if name in message:
+            return name
+    if "denial" in message and "clinician" in message:
+        return "reviewer_specialty"
+    if "cite" in message:
+        return "reason"
+    return None

@@ -1,0 +1,83 @@
+"""Request and response plumbing shared by the routers: JSON bodies read with their errors named, FHIR JSON
+responses, the caller's token checked for a role."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from priorauth.service.auth import Principal
+from priorauth.service.errors import FHIR_JSON, ApiError
+
+__all__ = ["fhir_response", "json_response", "read_resource", "caller", "FHIR_BODY", "service_of"]
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+# the OpenAPI description of a FHIR resource body (validated by the service, not by FastAPI)
+FHIR_BODY = {"requestBody": {"required": True, "content": {
+    t: {"schema": {"type": "object", "properties": {"resourceType": {"type": "string"}},
+                   "required": ["resourceType"]}} for t in ("application/fhir+json", "application/json")}}}
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /oauth/token")
+
+
+def service_of(request: Request):
+    return request.app.state.service
+
+
+def fhir_response(resource: dict, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(resource), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def read_resource(request: Request, resource_type: str | tuple[str, ...]) -> tuple[dict, str]:
+    """The request body as a FHIR resource of ``resource_type`` and its text, or a 4xx naming the problem."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _JSON_TYPES:
+        raise ApiError(415, f"Content-Type must be application/fhir+json (got {ctype or 'none'})", code="not-supported")
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "the request has no body; send a FHIR resource", code="required")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start})", code="structure") from None
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            json.loads(text)
+            msg = "the body is not valid JSON"
+        except json.JSONDecodeError as exc:
+            msg = f"the body is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        except RecursionError:
+            msg = "the body is not valid JSON: nested too deeply"
+        raise ApiError(400, msg, code="structure") from None
+    wanted = (resource_type,) if isinstance(resource_type, str) else resource_type
+    if not isinstance(data, dict):
+        raise ApiError(400, f"the body is JSON but not a FHIR resource; expected a {' or '.join(wanted)}",
+                       code="structure")
+    rt = data.get("resourceType")
+    if rt not in wanted:
+        shown = repr(rt) if isinstance(rt, str) and len(rt) < 64 else "missing or not a string"
+        raise ApiError(400, f"resourceType is {shown}; this operation takes a {' or '.join(wanted)}",
+                       "resourceType", code="structure")
+    return data, text
+
+
+def caller(*roles: str) -> Callable[..., Principal]:
+    """A dependency: the caller, whose bearer token must carry one of ``roles`` (admin passes every check)."""
+
+    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        header = request.headers.get("authorization")
+        return request.app.state.tokens.principal(header, roles)
+
+    return dependency

@@ -1,0 +1,100 @@
+"""The service's settings: where the store is, the signing key for access tokens, the payer configuration and
+policy, limits. ``ServiceSettings.from_options`` resolves them the way ``priorauth serve`` does."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from priorauth.config import PayerConfig
+
+__all__ = ["ServiceSettings", "data_dir", "signing_key"]
+
+MAX_BODY_BYTES = 5 * 1024 * 1024       # as a case file or a request Bundle read from disk
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """``path``, ``$PRIORAUTH_DATA_DIR`` or ``$XDG_DATA_HOME/priorauth`` (``~/.local/share/priorauth``)."""
+    if path is None:
+        path = os.environ.get("PRIORAUTH_DATA_DIR") or \
+            Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "priorauth"
+    return Path(path).expanduser().resolve()
+
+
+def signing_key(directory: Path) -> bytes:
+    """The HMAC key that signs access tokens: ``$PRIORAUTH_SIGNING_KEY``, else ``<data dir>/signing.key``
+    (created on first use, readable by its owner only). Every worker and host sharing a database must use the
+    same key."""
+    env = os.environ.get("PRIORAUTH_SIGNING_KEY")
+    if env:
+        if len(env) < 32:
+            raise ValueError("PRIORAUTH_SIGNING_KEY: at least 32 characters")
+        return env.encode("utf-8")
+    path = directory / "signing.key"
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+        if len(key) < 32:
+            raise ValueError(f"{path}: the signing key is shorter than 32 characters") from None
+        return key.encode("ascii")
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key + "\n")
+    return key.encode("ascii")
+
+
+@dataclass
+class ServiceSettings:
+    database_url: str
+    signing_key: bytes
+    config: PayerConfig = field(default_factory=PayerConfig)
+    policy_path: Path | None = None
+    issuer: str = "priorauth"
+    audience: str = "priorauth"
+    token_ttl_seconds: int = 3600
+    max_body_bytes: int = MAX_BODY_BYTES
+    seed_examples: bool = False
+    examples_dir: Path | None = None
+    deliver_notifications: bool = True
+    delivery_interval_seconds: float = 1.0
+    now: Callable[[], datetime] = _utcnow
+
+
+def examples_dir() -> Path | None:
+    """The bundled example PAS requests: ``examples/fhir`` in the working directory or beside the source tree."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        d = base / "examples" / "fhir"
+        if d.is_dir():
+            return d
+    return None
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
+    """Settings from ``PRIORAUTH_*`` variables, as ``priorauth serve`` hands them to its workers:
+    ``DATABASE_URL``, ``DATA_DIR``, ``CONFIG`` (payer configuration YAML), ``POLICY``, ``SIGNING_KEY``,
+    ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off)."""
+    from priorauth.config import load_config
+    from priorauth.store import default_url
+
+    env = dict(os.environ if env is None else env)
+    ddir = data_dir(env.get("PRIORAUTH_DATA_DIR"))
+    url = env.get("PRIORAUTH_DATABASE_URL") or default_url(ddir)
+    cfg = env.get("PRIORAUTH_CONFIG")
+    policy = env.get("PRIORAUTH_POLICY")
+    ttl = env.get("PRIORAUTH_TOKEN_TTL", "3600")
+    if not ttl.isdigit() or not 60 <= int(ttl) <= 86400:
+        raise ValueError("PRIORAUTH_TOKEN_TTL: seconds, 60 to 86400")
+    return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
+                           config=load_config(cfg) if cfg else PayerConfig(),
+                           policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
+                           deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0")
