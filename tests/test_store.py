@@ -277,6 +277,17 @@ def test_truncating_the_audit_log_is_found(store):
     assert store.verify_audit() == (False, 2, 3)
 
 
+def test_a_replay_never_crosses_organizations(store):
+    bundle, text_ = example("eligible-flc-only.json")
+    first = submit(store, bundle, text_)
+    with pytest.raises(IdempotencyConflict) as err:
+        submit(store, bundle, text_, organization="org-other", actor=Actor("client:other", "provider"))
+    assert "another submitter" in str(err.value) and first.case.id not in str(err.value)
+    assert count(store, "cases") == count(store, "submissions") == 1
+    [refused] = [a for a in store.audit_entries() if a.action == "case.submit.conflict"]
+    assert refused.actor == "client:other" and json.loads(refused.detail)["other_organization"] is True
+
+
 def test_concurrent_submissions_keep_one_chain(store):
     threads, per_thread = 8, 10
     errors: list[BaseException] = []
@@ -292,7 +303,8 @@ def test_concurrent_submissions_keep_one_chain(store):
                 bundle, text_ = scenario_bundle(t * per_thread + k, value)
                 r = submit(store, bundle, text_, actor=Actor(f"worker-{t}", "provider"), organization=f"org-{t}")
                 if k % 3 == 0:                                   # some replays and reads interleaved
-                    assert submit(store, bundle, text_).determination.id == r.determination.id
+                    again = submit(store, bundle, text_, organization=f"org-{t}")
+                    assert again.determination.id == r.determination.id
                     store.case(r.case.id, actor=REVIEWER)
                 with lock:
                     ids[value] = r.case.id

@@ -123,12 +123,19 @@ class TokenIssuer:
         try:
             claims = jwt.decode(token.strip(), self.settings.signing_key, algorithms=[_ALGORITHM],
                                 audience=self.settings.audience, issuer=self.settings.issuer,
-                                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
-                                leeway=5)
-        except jwt.ExpiredSignatureError:
-            raise ApiError(401, "the bearer token has expired", headers=challenge) from None
+                                options={"require": ["exp", "iat", "sub", "iss", "aud"], "verify_exp": False,
+                                         "verify_iat": False, "verify_nbf": False})
         except jwt.PyJWTError as exc:
             raise ApiError(401, f"the bearer token is not valid: {type(exc).__name__}", headers=challenge) from None
+        # times are checked against the service's clock (settings.now), with 5 seconds of leeway
+        now = self.settings.now().timestamp()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, (int, float)) or not isinstance(iat, (int, float)) or isinstance(exp, bool):
+            raise ApiError(401, "the bearer token's exp and iat are not times", headers=challenge)
+        if now > exp + 5:
+            raise ApiError(401, "the bearer token has expired", headers=challenge)
+        if iat > now + 5:
+            raise ApiError(401, "the bearer token is issued in the future", headers=challenge)
         role, org, sub = claims.get("role"), claims.get("org"), claims.get("sub")
         if role not in ("provider", "reviewer", "admin") or not isinstance(sub, str) \
                 or (role == "provider" and not isinstance(org, str)):

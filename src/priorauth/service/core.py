@@ -54,6 +54,7 @@ class AuthorizationService:
     def __init__(self, settings: ServiceSettings, store: Store, policy: Policy):
         self.settings = settings
         self.store = store
+        store.clock = settings.now
         self.policy = policy
         self.config = settings.config
         self.term = load_terminology()

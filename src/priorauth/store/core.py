@@ -175,6 +175,8 @@ def _identifier(bundle: Any) -> tuple[str, str]:
 class Store:
     def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 10):
         self.url = url or default_url()
+        #: the time of every row the store writes (the service sets its own clock here)
+        self.clock: Callable[[], datetime] = _now
         u = make_url(self.url)
         self.dialect = u.get_backend_name()
         if self.dialect == "sqlite":
@@ -242,7 +244,7 @@ class Store:
         detail = dict(detail or {})
         _check_no_patient_data(detail)
         head = s.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-        at = _now()
+        at = self.clock()
         seq = head.seq + 1
         h = audit_hash(seq, at, actor, role, action, case_id, detail, head.hash)
         row = AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
@@ -344,7 +346,7 @@ class Store:
         system, value = _identifier(bundle)
         digest = content_hash(bundle)
         for attempt in range(3):
-            replay = self._try_replay(system, value, digest, actor)
+            replay = self._try_replay(system, value, digest, actor, organization)
             if replay is not None:
                 return replay
             case, det = evaluate(bundle)                  # outside any transaction: pure computation
@@ -352,7 +354,7 @@ class Store:
                 with self._write.begin() as s:
                     if self._identifier_used(s, system, value) is not None:
                         continue                           # another writer got there first: replay or conflict
-                    at = _now()
+                    at = self.clock()
                     row = CaseRow(id=str(uuid.uuid4()), identifier_system=system, identifier_value=value,
                                   request_id=str(case.id), organization=organization, member_id=case.member.id,
                                   line_of_business=case.member.line_of_business, urgency=case.request.urgency,
@@ -377,19 +379,28 @@ class Store:
                     raise
         raise StoreError(f"Bundle.identifier {system}|{value}: could not be stored")  # pragma: no cover
 
-    def _try_replay(self, system: str, value: str, digest: str, actor: Actor) -> SubmitResult | None:
+    def _try_replay(self, system: str, value: str, digest: str, actor: Actor,
+                    organization: str) -> SubmitResult | None:
+        """The stored answer to a bundle sent again, or None for a new identifier. An identifier already used by
+        another organization is a conflict that names no case: a replay never crosses organizations."""
         with self._read() as s:
             sub = self._find_submission(s, system, value, digest)
-            used = None if sub is not None else self._identifier_used(s, system, value)
-        if sub is None and used is None:
+            used = sub.case_id if sub is not None else self._identifier_used(s, system, value)
+            owner = s.get(CaseRow, used).organization if used is not None else None
+        if used is None:
             return None
+        foreign = owner != organization
         with self._write.begin() as s:
-            if sub is None:
-                self._append_audit(s, actor.name, actor.role, "case.submit.conflict", used, {"content_hash": digest})
+            if sub is None or foreign:
+                self._append_audit(s, actor.name, actor.role, "case.submit.conflict", used,
+                                   {"content_hash": digest, "other_organization": foreign})
             else:
                 case, det = self._replay(s, sub)
                 self._append_audit(s, actor.name, actor.role, "case.submit.replay", case.id,
                                    {"submission": sub.id, "determination": det.id, "content_hash": digest})
+        if foreign:
+            raise IdempotencyConflict(f"Bundle.identifier {system}|{value} is already in use by another submitter; "
+                                      "give the request its own identifier")
         if sub is None:
             raise self._conflict(system, value, used)
         return SubmitResult(case, sub, det, False)
@@ -420,7 +431,7 @@ class Store:
                 conflict = self._conflict(system, value, used)
             else:
                 conflict = None
-                at = _now()
+                at = self.clock()
                 last = s.scalars(select(SubmissionRow.sequence).where(SubmissionRow.case_id == case_id)
                                  .order_by(SubmissionRow.sequence.desc()).limit(1)).one()
                 sub = SubmissionRow(case_id=case_id, sequence=last + 1, identifier_system=system,
@@ -444,7 +455,7 @@ class Store:
         when made) and move the case to its status."""
         with self._write.begin() as s:
             row = self._locked_case(s, case_id)
-            at = _now()
+            at = self.clock()
             d = DecisionRow(case_id=case_id, action=decision.action, reason=decision.reason,
                             reviewer_npi=decision.reviewer_npi, specialty=decision.reviewer_specialty,
                             auth_number=decision.auth_number, decided_at=decision.decided_at, recorded_at=at)
@@ -464,7 +475,7 @@ class Store:
             row = self._locked_case(s, case_id)
             if row.due_at is not None and _utc(due_at) <= row.due_at:
                 raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
-            at = _now()
+            at = self.clock()
             self._change(s, row, "extension", at, due_at=_utc(due_at))
             self._append_audit(s, actor.name, actor.role, "case.extend", case_id,
                                {"due_at": _instant(due_at), "reason_length": len(reason)})
@@ -479,7 +490,7 @@ class Store:
             decided = s.scalars(select(DecisionRow.id).where(DecisionRow.case_id == case_id).limit(1)).first()
             if decided is None:
                 raise ValueError("the case has no decision to appeal")
-            at = _now()
+            at = self.clock()
             self._change(s, row, "appeal", at, status=STATUS_APPEALED,
                          due_at=_utc(due_at) if due_at is not None else row.due_at)
             self._append_audit(s, actor.name, actor.role, "case.appeal", case_id, {"reason_length": len(reason)})
@@ -506,7 +517,7 @@ class Store:
             if s.get(ClientRow, client_id) is not None:
                 raise ValueError(f"client_id {client_id!r} is already registered")
             s.add(ClientRow(client_id=client_id, secret_hash=hash_secret(secret), role=role,
-                            organization=organization, created_at=_now(), disabled=False))
+                            organization=organization, created_at=self.clock(), disabled=False))
             self._append_audit(s, actor.name, actor.role, "client.add", None,
                                {"client_id": client_id, "role": role, "organization": organization})
         return secret
