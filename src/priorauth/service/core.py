@@ -33,6 +33,7 @@ __all__ = ["AuthorizationService", "OPEN_STATUSES", "DECIDED_STATUSES"]
 OPEN_STATUSES = ("pended", "pending_information", "appealed")
 DECIDED_STATUSES = ("approved", "modified", "denied")
 SEED_ORGANIZATION = "examples"
+SEED_IDENTIFIER_SYSTEM = "urn:priorauth:example-seed"
 
 
 def _utc(dt: datetime) -> datetime:
@@ -281,14 +282,16 @@ class AuthorizationService:
     # ---- seeding ---------------------------------------------------------------------------------------------
     def seed(self, directory: Path) -> int:
         """Submit the example request Bundles in ``directory`` (as the ``examples`` organization) into an empty
-        store; returns how many were stored."""
+        store; returns how many were stored. The seeded copies carry their own identifier system, so a provider
+        can still submit the same examples as its own requests."""
         if self.store.queue(limit=1):
             return 0
         seeder = Principal("seed", "provider", SEED_ORGANIZATION)
         n = 0
         for path in sorted(directory.glob("*.json")):
-            text = path.read_text(encoding="utf-8")
-            self.submit(orjson.loads(text), text, seeder)
+            bundle = orjson.loads(path.read_text(encoding="utf-8"))
+            bundle["identifier"] = {"system": SEED_IDENTIFIER_SYSTEM, "value": bundle["identifier"]["value"]}
+            self.submit(bundle, orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode(), seeder)
             n += 1
         return n
 
