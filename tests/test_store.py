@@ -134,7 +134,7 @@ def test_submit_keeps_the_bundle_verbatim_and_the_determination(store):
     due = expected.due if expected.due.tzinfo else expected.due.replace(tzinfo=timezone.utc)
     assert c.due_at == due and c.due_at.tzinfo == timezone.utc
     assert [e.kind for e in h.events] == ["submitted"]
-    assert json.loads(h.events[0].detail)["status"] == ["received", "pended"]
+    assert json.loads(h.events[0].detail)["status"] == [None, "pended"]
 
 
 def test_same_bundle_twice_is_one_case_and_the_same_determination(store):
@@ -206,7 +206,7 @@ def test_decisions_append_and_change_the_status(store):
     assert h.decisions[1].decided_at == datetime(2027, 1, 15, 9, 30, tzinfo=timezone.utc)
     assert h.case.status == "denied"
     assert [json.loads(e.detail).get("status") for e in h.events] == \
-        [["received", "pended"], ["pended", "pending_information"], ["pending_information", "denied"]]
+        [[None, "pended"], ["pended", "pending_information"], ["pending_information", "denied"]]
     decide = [a for a in store.audit_entries(r.case.id) if a.action == "case.decide"]
     assert [json.loads(a.detail)["cited"] for a in decide] == [[], ["I.A.7"]]
 

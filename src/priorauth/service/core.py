@@ -75,20 +75,33 @@ class AuthorizationService:
         received = self.settings.now()
         organization = principal.organization or principal.role
         prior = self._prior_case(bundle, principal)
+        computed: list[Determination] = []
+
+        def evaluate(b: Any) -> tuple[Any, Determination]:
+            case, det = self.evaluate(b, received)
+            computed.append(det)
+            return case, det
+
         try:
             if prior is not None:
-                result = self.store.resubmit(prior.id, bundle, text, received_at=received,
-                                             evaluate=lambda b: self.evaluate(b, received), actor=principal.actor)
+                result = self.store.resubmit(prior.id, bundle, text, received_at=received, evaluate=evaluate,
+                                             actor=principal.actor)
             else:
                 result = self.store.submit(bundle, text, organization=organization, received_at=received,
-                                           evaluate=lambda b: self.evaluate(b, received), actor=principal.actor)
+                                           evaluate=evaluate, actor=principal.actor)
         except BundleError as err:
             raise ApiError(400, "the PAS request Bundle cannot be read", outcome=err.operation_outcome()) from None
         except BundleIdentifierMissing as err:
             raise ApiError(400, str(err).split(": ", 1)[1], "Bundle.identifier", code="required") from None
         except IdempotencyConflict as err:
             raise ApiError(409, str(err), "Bundle.identifier", code="duplicate") from None
-        return Submitted(result, self.response(result.case.id), prior is not None)
+        if result.created and computed:
+            # a new submission: its response is pended, built from the determination just stored
+            response = response_bundle(computed[-1], request=bundle, response_id=result.case.id,
+                                       created=_utc(result.determination.created_at).replace(microsecond=0))
+        else:
+            response = self.response(result.case.id)
+        return Submitted(result, response, prior is not None)
 
     def _prior_case(self, bundle: dict, principal: Principal) -> CaseRow | None:
         """The case an update refers to: ``Claim.related.claim`` (identifier or reference) naming a request of

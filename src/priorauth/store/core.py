@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from sqlalchemy import and_, create_engine, event, or_, select
+from sqlalchemy import and_, create_engine, event, insert, or_, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,6 +153,11 @@ def check_secret(secret: str, stored: str) -> bool:
     return hmac.compare_digest(expected, stored)
 
 
+def _columns(row: Any) -> dict[str, Any]:
+    """The column values set on a transient ORM object (for a Core INSERT without the unit of work)."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if getattr(row, c.key) is not None}
+
+
 def default_url(data_dir: str | Path | None = None) -> str:
     """``sqlite:///<data dir>/priorauth.sqlite``; the data dir is ``data_dir``, ``$PRIORAUTH_DATA_DIR`` or
     ``$XDG_DATA_HOME/priorauth`` (``~/.local/share/priorauth``)."""
@@ -243,16 +248,16 @@ class Store:
                       detail: dict | None) -> AuditRow:
         detail = dict(detail or {})
         _check_no_patient_data(detail)
-        head = s.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
+        head_seq, head_hash = s.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
+                                        .with_for_update()).one()
         at = self.clock()
-        seq = head.seq + 1
-        h = audit_hash(seq, at, actor, role, action, case_id, detail, head.hash)
-        row = AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
-                       detail=canonical_json(detail), prev_hash=head.hash, hash=h)
-        s.add(row)
-        head.seq, head.hash = seq, h
-        s.flush()
-        return row
+        seq = head_seq + 1
+        h = audit_hash(seq, at, actor, role, action, case_id, detail, head_hash)
+        values = dict(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
+                      detail=canonical_json(detail), prev_hash=head_hash, hash=h)
+        s.execute(insert(AuditRow).values(**values))
+        s.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=h))
+        return AuditRow(**values)
 
     def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
               detail: dict | None = None) -> AuditRow:
@@ -352,24 +357,31 @@ class Store:
             case, det = evaluate(bundle)                  # outside any transaction: pure computation
             try:
                 with self._write.begin() as s:
-                    if self._identifier_used(s, system, value) is not None:
+                    taken = s.scalars(select(SubmissionRow.id).where(SubmissionRow.identifier_system == system,
+                                                                     SubmissionRow.identifier_value == value)
+                                      .limit(1)).first()
+                    if taken is not None:
                         continue                           # another writer got there first: replay or conflict
                     at = self.clock()
+                    due = _utc(det.due) if det.due else None
                     row = CaseRow(id=str(uuid.uuid4()), identifier_system=system, identifier_value=value,
                                   request_id=str(case.id), organization=organization, member_id=case.member.id,
                                   line_of_business=case.member.line_of_business, urgency=case.request.urgency,
-                                  received_at=received_at, due_at=None, status="received", outcome=None)
-                    s.add(row)
-                    s.flush()
+                                  received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
+                    s.execute(insert(CaseRow).values(**_columns(row)))
                     sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value,
                                         text=text, content_hash=digest, received_at=received_at)
-                    s.add(sub)
-                    s.flush()
+                    sub.id = s.execute(insert(SubmissionRow).values(**_columns(sub))
+                                       .returning(SubmissionRow.id)).scalar_one()
                     drow = self._determination_row(row.id, sub.id, det, at)
-                    s.add(drow)
-                    self._change(s, row, "submitted", at, status=STATUS_PENDED, outcome=det.outcome,
-                                 due_at=_utc(det.due) if det.due else None)
-                    s.flush()
+                    drow.id = s.execute(insert(DeterminationRow).values(**_columns(drow))
+                                        .returning(DeterminationRow.id)).scalar_one()
+                    ev = EventRow(case_id=row.id, at=at, kind="submitted", detail=canonical_json(
+                        {"status": [None, STATUS_PENDED], "outcome": [None, det.outcome],
+                         "due_at": [None, _instant(due) if due else None]}))
+                    ev.id = s.execute(insert(EventRow).values(**_columns(ev)).returning(EventRow.id)).scalar_one()
+                    for listener in self.listeners:
+                        listener(s, row, "submitted", ev)
                     self._append_audit(s, actor.name, actor.role, "case.submit", row.id,
                                        {"submission": sub.id, "determination": drow.id, "content_hash": digest,
                                         "outcome": det.outcome, "organization": organization})
@@ -384,24 +396,30 @@ class Store:
         """The stored answer to a bundle sent again, or None for a new identifier. An identifier already used by
         another organization is a conflict that names no case: a replay never crosses organizations."""
         with self._read() as s:
-            sub = self._find_submission(s, system, value, digest)
-            used = sub.case_id if sub is not None else self._identifier_used(s, system, value)
-            owner = s.get(CaseRow, used).organization if used is not None else None
-        if used is None:
+            rows = s.execute(select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.content_hash,
+                                    CaseRow.organization)
+                             .join(CaseRow, CaseRow.id == SubmissionRow.case_id)
+                             .where(SubmissionRow.identifier_system == system,
+                                    SubmissionRow.identifier_value == value)
+                             .order_by(SubmissionRow.id)).all()
+        if not rows:
             return None
+        same = next((r for r in rows if r.content_hash == digest), None)
+        used, owner = (same or rows[0]).case_id, (same or rows[0]).organization
         foreign = owner != organization
         with self._write.begin() as s:
-            if sub is None or foreign:
+            if same is None or foreign:
                 self._append_audit(s, actor.name, actor.role, "case.submit.conflict", used,
                                    {"content_hash": digest, "other_organization": foreign})
             else:
+                sub = s.get(SubmissionRow, same.id)
                 case, det = self._replay(s, sub)
                 self._append_audit(s, actor.name, actor.role, "case.submit.replay", case.id,
                                    {"submission": sub.id, "determination": det.id, "content_hash": digest})
         if foreign:
             raise IdempotencyConflict(f"Bundle.identifier {system}|{value} is already in use by another submitter; "
                                       "give the request its own identifier")
-        if sub is None:
+        if same is None:
             raise self._conflict(system, value, used)
         return SubmitResult(case, sub, det, False)
 
