@@ -288,7 +288,10 @@ def test_a_replay_never_crosses_organizations(store):
     assert refused.actor == "client:other" and json.loads(refused.detail)["other_organization"] is True
 
 
-def test_concurrent_submissions_keep_one_chain(store):
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-store", "two-stores"])
+def test_concurrent_submissions_keep_one_chain(store, instances):
+    """Threads submitting through one Store, or through two (as two workers or hosts sharing the database)."""
+    stores = [store] + [Store(store.url) for _ in range(instances - 1)]
     threads, per_thread = 8, 10
     errors: list[BaseException] = []
     ids: dict[str, str] = {}
@@ -301,9 +304,10 @@ def test_concurrent_submissions_keep_one_chain(store):
             for k in range(per_thread):
                 value = f"CONC-{t}-{k}"
                 bundle, text_ = scenario_bundle(t * per_thread + k, value)
-                r = submit(store, bundle, text_, actor=Actor(f"worker-{t}", "provider"), organization=f"org-{t}")
+                mine = stores[(t + k) % instances]
+                r = submit(mine, bundle, text_, actor=Actor(f"worker-{t}", "provider"), organization=f"org-{t}")
                 if k % 3 == 0:                                   # some replays and reads interleaved
-                    again = submit(store, bundle, text_, organization=f"org-{t}")
+                    again = submit(stores[(t + k + 1) % instances], bundle, text_, organization=f"org-{t}")
                     assert again.determination.id == r.determination.id
                     store.case(r.case.id, actor=REVIEWER)
                 with lock:
@@ -316,6 +320,8 @@ def test_concurrent_submissions_keep_one_chain(store):
         th.start()
     for th in pool:
         th.join()
+    for other in stores[1:]:
+        other.close()
     assert errors == []
     n = threads * per_thread
     assert len(ids) == n and len(set(ids.values())) == n

@@ -200,3 +200,36 @@ def test_unit_error_is_a_value_error():
 def test_ucum_customary_units_in_brackets():
     assert factor("[lb_av]", "kg") == pytest.approx(0.45359237)
     assert factor("[oz_av]", "g") == pytest.approx(28.349523125)
+
+
+def test_first_use_from_many_threads_at_once_is_safe(monkeypatch):
+    """The service evaluates in a thread pool: the registry is made once and pint is used under a lock."""
+    import threading
+
+    from priorauth.clinical import units
+
+    monkeypatch.setattr(units, "_registry", None)
+    units._parse.cache_clear()
+    units.factor.cache_clear()
+    spellings = [("g/dL", "mg/L"), ("mg/dL", "g/L"), ("10*6{cells}", "10*6{cells}"), ("[lb_av]", "kg"),
+                 ("mg/(24.h)", "mg/(24.h)"), ("x10^6 cells", "10*6{cells}"), ("/mm3", "/uL"), ("mL/min", "mL/min")]
+    barrier = threading.Barrier(16)
+    results, errors = [], []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            unit, target = spellings[i % len(spellings)]
+            results.append((unit, target, units.convert(1.0, unit, target)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    got = {(u, t): v for u, t, v in results}
+    assert got[("g/dL", "mg/L")] == pytest.approx(10000.0) and got[("[lb_av]", "kg")] == pytest.approx(0.45359237)
+    assert got[("/mm3", "/uL")] == pytest.approx(1.0)

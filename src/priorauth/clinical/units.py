@@ -9,6 +9,7 @@ computed once per (unit, target) and cached, so evaluation never touches pint tw
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 import pint
@@ -21,16 +22,20 @@ class UnitError(ValueError):
 
 
 _registry: pint.UnitRegistry | None = None
+# pint's registry and its parser caches are not thread-safe: one registry per process, made once, and every
+# call into pint under this lock (the results are cached, so the lock is taken once per unit spelling)
+_PINT_LOCK = threading.RLock()
 
 
 def _ureg() -> pint.UnitRegistry:
     global _registry
-    if _registry is None:
-        reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
-        reg.define("cell = [cell_count] = cells")
-        reg.define("million = 1e6")
-        _registry = reg
-    return _registry
+    with _PINT_LOCK:
+        if _registry is None:
+            reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+            reg.define("cell = [cell_count] = cells")
+            reg.define("million = 1e6")
+            _registry = reg
+        return _registry
 
 
 _BSA = re.compile(r"/\s*\{?\s*1[.,]73\s*_?\s*m(?:2|\^2|²|\*\*2)\s*\}?", re.IGNORECASE)
@@ -77,6 +82,11 @@ def normalize_unit(unit: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _parse(unit: str) -> pint.Quantity:
+    with _PINT_LOCK:
+        return _parse_locked(unit)
+
+
+def _parse_locked(unit: str) -> pint.Quantity:
     try:
         q = _ureg().parse_expression(normalize_unit(unit))
     except UnitError:
@@ -91,7 +101,8 @@ def _parse(unit: str) -> pint.Quantity:
 @lru_cache(maxsize=4096)
 def factor(unit: str, target: str) -> float:
     """The number that converts a value in ``unit`` to ``target``."""
-    ratio = (_parse(unit) / _parse(target)).to_base_units()
+    with _PINT_LOCK:
+        ratio = (_parse(unit) / _parse(target)).to_base_units()
     # A count of cells is an annotation in UCUM ("/uL" and "{cells}/uL" are the same unit).
     if set(ratio.dimensionality) - {"[cell_count]"}:
         raise UnitError(f"{unit!r} cannot be converted to {target!r}")
