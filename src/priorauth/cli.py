@@ -358,6 +358,41 @@ def audit_verify(
 
 
 @app.command()
+def report(
+    from_: str = typer.Option(..., "--from", help="First decision date (YYYY-MM-DD, UTC), inclusive."),
+    to: str = typer.Option(..., "--to", help="Last decision date (YYYY-MM-DD, UTC), inclusive."),
+    fmt: str = typer.Option("json", "--format", help="json or csv (one row per urgency)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """Print the CMS-0057-F prior authorization metrics for the decisions dated --from to --to (docs/reporting.md)."""
+    import json
+    from datetime import datetime, timezone
+
+    from priorauth.reporting import ReportRangeError, report_window
+    from priorauth.store import Actor
+
+    start, end = _parse_date(from_, "--from"), _parse_date(to, "--to")
+    if fmt not in ("json", "csv"):
+        _err(f"--format: {fmt!r} is not json or csv")
+        raise typer.Exit(EXIT_INPUT)
+    try:
+        report_window(start, end)
+    except ReportRangeError as err:
+        _err(f"--to: {end.isoformat()} is before --from {start.isoformat()} (both dates are included)"
+             if err.field == "end" else f"--from: {err.message}")
+        raise typer.Exit(EXIT_INPUT) from None
+    from priorauth.service.reports import build_report
+
+    store = _open_store(database_url, data_dir)
+    try:
+        rep = build_report(store, start, end, datetime.now(timezone.utc), Actor("cli:report", "admin"), fmt)
+    finally:
+        store.close()
+    sys.stdout.write(rep.to_csv() if fmt == "csv" else json.dumps(rep.as_dict(), indent=2) + "\n")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(f"priorauth {__version__}")

@@ -179,12 +179,13 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             return JSONResponse(err.body(), err.status, headers=headers)
         return JSONResponse(body, headers=headers)
 
-    from priorauth.service import cds, fhir_api, review_api
+    from priorauth.service import cds, fhir_api, reports, review_api
 
     app.include_router(fhir_api.router)
     app.include_router(cds.router)
     app.include_router(review_api.router)
     app.include_router(review_api.admin)
+    app.include_router(reports.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 

@@ -20,6 +20,7 @@ from priorauth.determination import Determination, determine, review_due
 from priorauth.fhir.claim_response import ReviewerDecision, default_auth_number, response_bundle
 from priorauth.fhir.pas_intake import BundleError, case_from_bundle
 from priorauth.policies import Policy
+from priorauth.reporting import OPEN_STATUSES
 from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.settings import ServiceSettings
@@ -30,7 +31,6 @@ from priorauth.terminology import load_terminology
 
 __all__ = ["AuthorizationService", "OPEN_STATUSES", "DECIDED_STATUSES"]
 
-OPEN_STATUSES = ("pended", "pending_information", "appealed")
 DECIDED_STATUSES = ("approved", "modified", "denied")
 SEED_ORGANIZATION = "examples"
 SEED_IDENTIFIER_SYSTEM = "urn:priorauth:example-seed"
