@@ -91,6 +91,7 @@ class _TooLarge(Exception):
 def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI:
     store = store or Store(settings.database_url)
     store.migrate()
+    revision = store.schema_revision()
     policy = load_policy(settings.policy_path) if settings.policy_path else default_policy()
     service = AuthorizationService(settings, store, policy)
     tokens = TokenIssuer(settings, store)
@@ -153,7 +154,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     @app.get("/health", tags=["Service"], summary="Liveness and database reachability (no token)")
     def health():
         try:
-            revision = store.schema_revision()
+            store.ping()
         except Exception as exc:  # noqa: BLE001 - any database failure is reported, not raised
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
         return JSONResponse({"status": "ok", "version": __version__, "schema": revision,
@@ -180,13 +181,16 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         return JSONResponse(body, headers=headers)
 
     from priorauth.service import cds, fhir_api, reports, review_api
+    from priorauth.service import subscriptions
 
     app.include_router(fhir_api.router)
     app.include_router(cds.router)
     app.include_router(review_api.router)
     app.include_router(review_api.admin)
     app.include_router(reports.router)
+    app.include_router(subscriptions.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    subscriptions.install(app)
     return app
 
 

@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
-from sqlalchemy import and_, create_engine, event, insert, or_, select, update
+import orjson
+from sqlalchemy import and_, bindparam, create_engine, event, or_, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,7 +98,8 @@ def canonical_json(value: Any) -> str:
 
 
 def content_hash(bundle: dict) -> str:
-    return hashlib.sha256(canonical_json(bundle).encode("utf-8")).hexdigest()
+    """SHA-256 of the bundle's canonical JSON: keys sorted, no insignificant whitespace, UTF-8 (orjson)."""
+    return hashlib.sha256(orjson.dumps(bundle, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _utc(dt: datetime) -> datetime:
@@ -151,6 +153,25 @@ def check_secret(secret: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(expected, stored)
+
+
+# the hot path's statements, built once: table-level (no ORM unit of work), parameters bound at execution
+_T_CASES, _T_SUBS, _T_DETS = CaseRow.__table__, SubmissionRow.__table__, DeterminationRow.__table__
+_T_EVENTS, _T_AUDIT, _T_HEAD = EventRow.__table__, AuditRow.__table__, AuditHead.__table__
+_INSERT_CASE = _T_CASES.insert()
+_INSERT_SUB = _T_SUBS.insert().returning(_T_SUBS.c.id)
+_INSERT_DET = _T_DETS.insert().returning(_T_DETS.c.id)
+_INSERT_EVENT = _T_EVENTS.insert().returning(_T_EVENTS.c.id)
+_INSERT_AUDIT = _T_AUDIT.insert()
+_LOCK_HEAD = select(_T_HEAD.c.seq, _T_HEAD.c.hash).where(_T_HEAD.c.id == 1).with_for_update()
+_UPDATE_HEAD = _T_HEAD.update().where(_T_HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+_SUBMISSIONS_OF_IDENTIFIER = (
+    select(_T_SUBS.c.id, _T_SUBS.c.case_id, _T_SUBS.c.content_hash, _T_CASES.c.organization)
+    .join(_T_CASES, _T_CASES.c.id == _T_SUBS.c.case_id)
+    .where(_T_SUBS.c.identifier_system == bindparam("system"), _T_SUBS.c.identifier_value == bindparam("value"))
+    .order_by(_T_SUBS.c.id))
+_IDENTIFIER_TAKEN = (select(_T_SUBS.c.id).where(_T_SUBS.c.identifier_system == bindparam("system"),
+                                                 _T_SUBS.c.identifier_value == bindparam("value")).limit(1))
 
 
 def _columns(row: Any) -> dict[str, Any]:
@@ -237,6 +258,11 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 
+    def ping(self) -> None:
+        """One round trip to the database (raises when it does not answer)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -248,15 +274,14 @@ class Store:
                       detail: dict | None) -> AuditRow:
         detail = dict(detail or {})
         _check_no_patient_data(detail)
-        head_seq, head_hash = s.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)
-                                        .with_for_update()).one()
+        head_seq, head_hash = s.execute(_LOCK_HEAD).one()
         at = self.clock()
         seq = head_seq + 1
         h = audit_hash(seq, at, actor, role, action, case_id, detail, head_hash)
         values = dict(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
                       detail=canonical_json(detail), prev_hash=head_hash, hash=h)
-        s.execute(insert(AuditRow).values(**values))
-        s.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=h))
+        s.execute(_INSERT_AUDIT, values)
+        s.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": h})
         return AuditRow(**values)
 
     def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
@@ -338,7 +363,7 @@ class Store:
                                 policy_version=determination.policy.version,
                                 policy_content_hash=determination.policy.content_hash, engine_version=__version__,
                                 outcome=determination.outcome,
-                                result_json=json.dumps(to_json(determination), ensure_ascii=False), created_at=at)
+                                result_json=orjson.dumps(to_json(determination)).decode("utf-8"), created_at=at)
 
     def _conflict(self, system: str, value: str, case_id: str) -> IdempotencyConflict:
         return IdempotencyConflict(f"Bundle.identifier {system}|{value} was already submitted (case {case_id}) "
@@ -357,9 +382,7 @@ class Store:
             case, det = evaluate(bundle)                  # outside any transaction: pure computation
             try:
                 with self._write.begin() as s:
-                    taken = s.scalars(select(SubmissionRow.id).where(SubmissionRow.identifier_system == system,
-                                                                     SubmissionRow.identifier_value == value)
-                                      .limit(1)).first()
+                    taken = s.execute(_IDENTIFIER_TAKEN, {"system": system, "value": value}).first()
                     if taken is not None:
                         continue                           # another writer got there first: replay or conflict
                     at = self.clock()
@@ -368,18 +391,16 @@ class Store:
                                   request_id=str(case.id), organization=organization, member_id=case.member.id,
                                   line_of_business=case.member.line_of_business, urgency=case.request.urgency,
                                   received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
-                    s.execute(insert(CaseRow).values(**_columns(row)))
+                    s.execute(_INSERT_CASE, _columns(row))
                     sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value,
                                         text=text, content_hash=digest, received_at=received_at)
-                    sub.id = s.execute(insert(SubmissionRow).values(**_columns(sub))
-                                       .returning(SubmissionRow.id)).scalar_one()
+                    sub.id = s.execute(_INSERT_SUB, _columns(sub)).scalar_one()
                     drow = self._determination_row(row.id, sub.id, det, at)
-                    drow.id = s.execute(insert(DeterminationRow).values(**_columns(drow))
-                                        .returning(DeterminationRow.id)).scalar_one()
+                    drow.id = s.execute(_INSERT_DET, _columns(drow)).scalar_one()
                     ev = EventRow(case_id=row.id, at=at, kind="submitted", detail=canonical_json(
                         {"status": [None, STATUS_PENDED], "outcome": [None, det.outcome],
                          "due_at": [None, _instant(due) if due else None]}))
-                    ev.id = s.execute(insert(EventRow).values(**_columns(ev)).returning(EventRow.id)).scalar_one()
+                    ev.id = s.execute(_INSERT_EVENT, _columns(ev)).scalar_one()
                     for listener in self.listeners:
                         listener(s, row, "submitted", ev)
                     self._append_audit(s, actor.name, actor.role, "case.submit", row.id,
@@ -396,12 +417,7 @@ class Store:
         """The stored answer to a bundle sent again, or None for a new identifier. An identifier already used by
         another organization is a conflict that names no case: a replay never crosses organizations."""
         with self._read() as s:
-            rows = s.execute(select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.content_hash,
-                                    CaseRow.organization)
-                             .join(CaseRow, CaseRow.id == SubmissionRow.case_id)
-                             .where(SubmissionRow.identifier_system == system,
-                                    SubmissionRow.identifier_value == value)
-                             .order_by(SubmissionRow.id)).all()
+            rows = s.execute(_SUBMISSIONS_OF_IDENTIFIER, {"system": system, "value": value}).all()
         if not rows:
             return None
         same = next((r for r in rows if r.content_hash == digest), None)
