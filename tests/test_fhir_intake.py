@@ -585,6 +585,14 @@ def test_strict_validation_passes_a_valid_bundle_and_refuses_what_only_the_model
     assert validate_outcome(err) == []
 
 
+def test_strict_reports_a_number_where_a_url_belongs_instead_of_failing():
+    b = full_bundle()
+    res(b, "Patient/pat-1")["photo"] = [{"url": 17}]   # the models' own url check fails on a number
+    err = refused(b, strict=True)
+    [issue] = err.issues
+    assert issue.expression == where(b, "Patient/pat-1") and "wrong type" in issue.message
+
+
 def test_strict_refuses_a_key_given_twice():
     text = json.dumps(full_bundle()).replace('"status": "final"', '"status": "final", "status": "final"', 1)
     assert parse_bundle_text(text, ORIGIN).id == "PA-2027-0001"  # the fast path keeps the last, as JSON readers do
