@@ -217,6 +217,9 @@ class Store:
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(sqlite_begin="DEFERRED") if self.dialect == "sqlite" else self.engine
         self._read = sessionmaker(reader, expire_on_commit=False)
+        # one-statement lookups need no transaction around them (on PostgreSQL: no BEGIN and ROLLBACK round trips)
+        peek = reader if self.dialect == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._peek = sessionmaker(peek, expire_on_commit=False)
         # called inside the transaction of every case change, with (session, case, event kind, event row):
         # the service's outbox writes its notifications there, so they commit or roll back with the change
         self.listeners: list[Callable[[Session, CaseRow, str, EventRow], None]] = []
@@ -416,7 +419,7 @@ class Store:
                     organization: str) -> SubmitResult | None:
         """The stored answer to a bundle sent again, or None for a new identifier. An identifier already used by
         another organization is a conflict that names no case: a replay never crosses organizations."""
-        with self._read() as s:
+        with self._peek() as s:
             rows = s.execute(_SUBMISSIONS_OF_IDENTIFIER, {"system": system, "value": value}).all()
         if not rows:
             return None
@@ -573,7 +576,7 @@ class Store:
             self.audit(actor.name, actor.role, action, case_id, detail)
 
     def case(self, case_id: str, actor: Actor | None = None) -> CaseRow:
-        with self._read() as s:
+        with self._peek() as s:
             row = s.get(CaseRow, case_id)
         if row is None:
             raise CaseNotFound(case_id)
