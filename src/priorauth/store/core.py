@@ -212,8 +212,10 @@ class Store:
                                                 connect_args={"check_same_thread": False, "timeout": 60})
             self._sqlite_events(self.engine)
         else:
+            # no ping before each checkout (a round trip per transaction): a connection the server dropped fails
+            # its statement, is discarded by the pool, and the service answers 503 for that one request
             self.engine = create_engine(self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                                        pool_pre_ping=True)
+                                        pool_recycle=1800)
         self._write = sessionmaker(self.engine, expire_on_commit=False)
         reader = self.engine.execution_options(sqlite_begin="DEFERRED") if self.dialect == "sqlite" else self.engine
         self._read = sessionmaker(reader, expire_on_commit=False)
