@@ -203,6 +203,8 @@ def parse_bundle_text(text: str, origin: str, **kw: Any) -> Case:
                                     f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]) from None
     except RecursionError:
         raise BundleError(origin, [("(file)", STRUCTURE, "not valid JSON: nested too deeply")]) from None
+    except ValueError:                          # such as a number of more than 4300 digits
+        raise BundleError(origin, [("(file)", STRUCTURE, "not valid JSON: a number is too long")]) from None
     if strict:
         found: list[str] = []
         _duplicates(data, "Bundle", found)
@@ -263,6 +265,7 @@ _SKIP_INTENT = frozenset({"proposal", "plan", "option"})
 _DRUG_SYSTEMS = frozenset({RXNORM, HCPCS})
 _FLAGS = {"H": "high", "HH": "high", "HU": "high", "L": "low", "LL": "low", "LU": "low", "A": "abnormal",
           "AA": "abnormal", "N": "normal"}
+_MAX_ID, _MAX_SYSTEM = 256, 512      # the widths of the store's identifier columns
 _PRIORITY = {"stat": "expedited", "normal": "standard", "deferred": "standard"}
 _SOPT_LOB = {"1": "medicare", "2": "medicaid", "5": "commercial"}
 _INTENTS = ("induction", "consolidation", "maintenance")
@@ -742,6 +745,8 @@ class _Reader:
             if k != 0:
                 self.note(self.labels[k], "a further Claim; only the first entry's Claim is read")
         claim = self.res[0] if claim_k == 0 else None
+        if claim is not None:
+            self._parties(claim)
 
         data: dict[str, Any] = self.data
         request = self._guarded(self._request, claim, 0) if claim is not None else None
@@ -778,19 +783,67 @@ class _Reader:
     def _case_id(self, claim: dict | None) -> Any:
         b = self.bundle
         ident = b.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("system"), str) and len(ident["system"]) > _MAX_SYSTEM:
+            self.issue("Bundle.identifier.system", VALUE, f"is {len(ident['system'])} characters long; an "
+                                                          f"identifier system has at most {_MAX_SYSTEM}")
         if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"].strip():
-            return ident["value"]
+            return self._bounded_id(ident["value"], "Bundle.identifier.value")
         if claim is not None:
             for idf in _list(claim.get("identifier"))[:1]:
                 if isinstance(idf, dict) and isinstance(idf.get("value"), str) and idf["value"].strip():
-                    return idf["value"]
-        for x in (b.get("id"), claim.get("id") if claim else None):
+                    return self._bounded_id(idf["value"], "Bundle.entry[0].resource.identifier[0].value")
+        for x, where in ((b.get("id"), "Bundle.id"),
+                         (claim.get("id") if claim else None, "Bundle.entry[0].resource.id")):
             if isinstance(x, str) and x.strip():
-                return x
+                return self._bounded_id(x, where)
         self.issue("Bundle.identifier", REQUIRED,
                    "is required: the request's id (Bundle.identifier, Claim.identifier or Bundle.id)")
         self.suppress.append("id")
         return None
+
+    def _parties(self, claim: dict) -> None:
+        """The Claim's patient, insurer and provider (1..1 in PAS; the response names them): present, a
+        Reference, and when it references an entry, by a string and to one of the right type (a dangling
+        reference is reported by the reference check; the patient's other problems where the member is read)."""
+        for element, types, what in (("patient", ("Patient",), "the member"),
+                                     ("insurer", ("Organization",), "the plan the request is made to"),
+                                     ("provider", ("PractitionerRole", "Practitioner", "Organization"),
+                                      "the requesting provider")):
+            expr = f"Bundle.entry[0].resource.{element}"
+            obj = claim.get(element)
+            if element == "patient":
+                if isinstance(obj, dict) and obj.get("reference") is not None \
+                        and not isinstance(obj["reference"], str):
+                    self.issue(f"{expr}.reference", VALUE, f"{obj['reference']!r} is not a reference")
+            elif obj is None:
+                self.issue(expr, REQUIRED, f"is required ({what})")
+            elif not isinstance(obj, dict):
+                self.issue(expr, STRUCTURE, f"is a Reference (an object), not {_kind(obj)}")
+            elif obj.get("reference") is not None:
+                if not isinstance(obj["reference"], str):
+                    self.issue(f"{expr}.reference", VALUE, f"{obj['reference']!r} is not a reference")
+                else:
+                    self._ref(obj, expr, types, what)
+
+    def _respondable(self) -> None:
+        """The PAS response is built from the request (its entries, its Claim's items by sequence): read the
+        request as the response builder does, so that a request it cannot answer is refused here rather than
+        accepted (and stored) and then not answered."""
+        from priorauth.fhir import claim_response as cr
+
+        cbase = "Bundle.entry[0].resource"
+        try:
+            req = cr._Request(self.bundle)
+            cr._roles(req)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            why = exc if isinstance(exc, ValueError) else "an element is not shaped as FHIR JSON"
+            self.issue(cbase, STRUCTURE, f"a PAS response cannot be built from the request: {why}")
+
+    def _bounded_id(self, value: str, where: str) -> str:
+        """An identifier the store keeps (the request's and the member's): at most ``_MAX_ID`` characters."""
+        if len(value) > _MAX_ID:
+            self.issue(where, VALUE, f"is {len(value)} characters long; an identifier has at most {_MAX_ID}")
+        return value
 
     # -- the Claim
     def _request(self, claim: dict) -> dict | None:
@@ -836,11 +889,21 @@ class _Reader:
         items = _list(claim.get("item"))
         product = toci = None
         concurrent: list[str] = []
+        sequences: dict[int, int] = {}
         for i, item in enumerate(items):
             ibase = f"{cbase}.item[{i}]"
             if not isinstance(item, dict):
                 self.issue(ibase, STRUCTURE, f"an item is a JSON object, not {_kind(item)}")
                 continue
+            seq = item.get("sequence")          # the response answers each item by its sequence
+            if seq is None:
+                self.issue(f"{ibase}.sequence", REQUIRED, "is required (a positive integer)")
+            elif not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                self.issue(f"{ibase}.sequence", VALUE, f"{seq!r} is not a positive integer")
+            elif seq in sequences:
+                self.issue(f"{ibase}.sequence", INVALID, f"{seq} is also the sequence of Claim.item[{sequences[seq]}]")
+            else:
+                sequences[seq] = i
             name, drug, mr_k, name_expr = self._item_product(item, ibase)
             if name is None:
                 self.issue(f"{ibase}.productOrService", REQUIRED,
@@ -1067,7 +1130,7 @@ class _Reader:
                 w["member.id"] = f"{pbase}.identifier[0].value"
                 elements["id"] = f"{plabel}.identifier[0]"
         if member_id is not None:
-            out["id"] = member_id
+            out["id"] = self._bounded_id(member_id, w["member.id"])
         # line of business: the payer's eligibility table, then the Coverage's own coding, then SOPT
         lob, lob_expr, lob_src = self._coverage_lob(coverage, cov_k)
         if member_id is not None and member_id in self.eligibility:
@@ -2063,6 +2126,8 @@ class _Reader:
                 message = text[len(path) + 2:]
                 self.issue(self._expr(path), REQUIRED if e["type"] == "missing" else VALUE, message)
             raise self.fail() from None
+        if not self.issues:
+            self._respondable()
         if self.issues:
             raise self.fail()
         self._attach(case)

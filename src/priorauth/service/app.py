@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from priorauth import __version__
@@ -60,19 +61,26 @@ class BodyLimit:
                                                                   None)]))
                 return await bad(scope, receive, send)
         seen = 0
-        started = False
+        started = exceeded = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    exceeded = True
                     raise _TooLarge()
             return message
 
         async def tracking_send(message):
             nonlocal started
+            if exceeded:
+                # the app caught _TooLarge (FastAPI's JSON body parsing does, answering 400): the answer is 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await too_big(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -130,7 +138,11 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             loc = tuple(e.get("loc") or ())
             msg = e.get("msg", "invalid")
             if e.get("type") == "json_invalid":
-                msg = "the body is not valid JSON"
+                # a syntax error is a 400 like any other unreadable body; its loc is a character position, not
+                # an element, so it names none
+                at = f" (at character {loc[1]})" if len(loc) > 1 and isinstance(loc[1], int) else ""
+                issues.append(("structure", f"the body is not valid JSON{at}", None))
+                continue
             issues.append(("value" if loc and loc[0] != "body" else "invalid", msg, _field(loc)))
         return _outcome_response(422 if any(i[2] and not i[2].startswith(("query:", "path:", "header:"))
                                             for i in issues) else 400, operation_outcome(issues))
@@ -142,6 +154,16 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             detail = f"no such endpoint: {request.method} {request.url.path[:200]}"
         return _outcome_response(exc.status_code, operation_outcome([(issue_code(exc.status_code), detail, None)]),
                                  dict(exc.headers or {}))
+
+    @app.exception_handler(DataError)
+    async def data_error(request: Request, exc: DataError):
+        # a value from the request the database will not store (PostgreSQL: longer than its column, or a NUL
+        # character); nothing was written (the transaction rolled back). No value in the log: it may be patient data
+        log.warning("the database refused a value (%s) on %s %s", type(exc.orig).__name__, request.method,
+                    request.scope.get("route").path if request.scope.get("route") else "(no route)")
+        return _outcome_response(400, operation_outcome([(
+            "value", "a value in the request cannot be stored: it is longer than its element allows or holds a "
+                     "character the database refuses (such as NUL)", None)]))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

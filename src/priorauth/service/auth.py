@@ -89,6 +89,8 @@ def parse_token_request(body: bytes, content_type: str, authorization: str | Non
         client_id, secret = basic_id, basic_secret
     if not client_id or secret is None:
         raise OAuthError(401, "invalid_client", "client_id and client_secret are required")
+    if "\x00" in client_id or "\x00" in secret:      # no client has one, and PostgreSQL cannot even look it up
+        raise OAuthError(400, "invalid_request", "client_id and client_secret carry no NUL characters")
     return client_id, secret, one.get("scope")
 
 

@@ -60,6 +60,8 @@ async def read_resource(request: Request, resource_type: str | tuple[str, ...]) 
             msg = f"the body is not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         except RecursionError:
             msg = "the body is not valid JSON: nested too deeply"
+        except ValueError:                      # such as a number of more than 4300 digits
+            msg = "the body is not valid JSON: a number is too long"
         raise ApiError(400, msg, code="structure") from None
     wanted = (resource_type,) if isinstance(resource_type, str) else resource_type
     if not isinstance(data, dict):
@@ -70,7 +72,39 @@ async def read_resource(request: Request, resource_type: str | tuple[str, ...]) 
         shown = repr(rt) if isinstance(rt, str) and len(rt) < 64 else "missing or not a string"
         raise ApiError(400, f"resourceType is {shown}; this operation takes a {' or '.join(wanted)}",
                        "resourceType", code="structure")
+    problem = _unstorable(data, rt)
+    if problem is not None:
+        raise ApiError(400, problem[1], problem[0], code="structure" if "nested" in problem[1] else "value")
     return data, text
+
+
+# deeper than any FHIR resource nests (and well inside what orjson writes back: 254 levels)
+MAX_DEPTH = 100
+
+
+def _unstorable(data: dict, root: str) -> tuple[str, str] | None:
+    """``(element, problem)`` for the first element a resource may not carry: nesting deeper than ``MAX_DEPTH``,
+    or a NUL character in a string or key (FHIR strings carry no control characters but tab, CR and LF, and
+    PostgreSQL cannot store NUL in text)."""
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _fhirpath(root, path[:8]), f"the resource is nested more than {MAX_DEPTH} levels deep"
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if k.__class__ is str and "\x00" in k:
+                return _fhirpath(root, path), "a key holds a NUL character (U+0000)"
+            if v.__class__ is str:
+                if "\x00" in v:
+                    return _fhirpath(root, path + (k,)), "the value holds a NUL character (U+0000)"
+            elif isinstance(v, (dict, list)):
+                stack.append((v, path + (k,), depth + 1))
+    return None
+
+
+def _fhirpath(root: str, path: tuple) -> str:
+    return root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
 
 
 def caller(*roles: str) -> Callable[..., Principal]:
