@@ -401,3 +401,17 @@ def test_seeding_fills_an_empty_store_once(h):
     assert n == len(list(EXAMPLES.glob("*.json")))
     assert {c.organization for c in h.store.queue(status=None)} == {"examples"}
     assert svc.seed(EXAMPLES) == 0
+
+
+def test_a_database_that_stops_answering_gives_503_and_nothing_half_written(h, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def down(*_a, **_kw):
+        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(h.store, "_append_audit", down)
+    r = h.submit("lakeshore", example(ELIGIBLE))
+    assert r.status_code == 503 and r.headers["retry-after"] == "5" and "send the request again" in outcome_text(r)
+    monkeypatch.undo()
+    assert h.store.queue() == []                          # rolled back with the failed transaction
+    assert h.submit("lakeshore", example(ELIGIBLE)).status_code == 201

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from priorauth import __version__
@@ -154,6 +154,15 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             detail = f"no such endpoint: {request.method} {request.url.path[:200]}"
         return _outcome_response(exc.status_code, operation_outcome([(issue_code(exc.status_code), detail, None)]),
                                  dict(exc.headers or {}))
+
+    @app.exception_handler(OperationalError)
+    async def database_unavailable(request: Request, exc: OperationalError):
+        # the database did not answer or dropped the connection (the pool discards it); nothing was acknowledged
+        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__, request.method,
+                    request.scope.get("route").path if request.scope.get("route") else "(no route)")
+        return _outcome_response(503, operation_outcome([(
+            "transient", "the store is unavailable; nothing was recorded, send the request again", None)]),
+            {"Retry-After": "5"})
 
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError):
