@@ -1181,8 +1181,6 @@ def test_what_fuzzing_found_is_refused_with_an_outcome(h):
 
 
 @_sqlite_only()
-@pytest.mark.xfail(strict=True, reason="a Quantity unit of '0' divides by zero in priorauth.clinical.units.factor "
-                                       "(ZeroDivisionError, a 500); fix there, then drop this mark")
 def test_a_zero_unit_is_refused_not_a_500(h):
     b = copy.deepcopy(EXAMPLE_BUNDLES["eligible-flc-only.json"])
     obs = next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Observation"
@@ -1194,10 +1192,6 @@ def test_a_zero_unit_is_refused_not_a_500(h):
 
 
 @_sqlite_only()
-@pytest.mark.xfail(strict=True, reason="Claim.patient 'Patient/x' that two entries share on different servers: "
-                                       "intake resolves it against the Claim's own base (FHIR), the response builder "
-                                       "(claim_response._Request.find) refuses it as ambiguous -- after the case was "
-                                       "stored, so the submit and every replay answer 500; fix find, then drop this mark")
 def test_a_relative_reference_two_servers_share_is_answered(h):
     b = copy.deepcopy(EXAMPLE_BUNDLES["continuation-second-infusion.json"])
     patient = next(e for e in b["entry"] if e["resource"]["resourceType"] == "Patient")

@@ -233,3 +233,9 @@ def test_first_use_from_many_threads_at_once_is_safe(monkeypatch):
     got = {(u, t): v for u, t, v in results}
     assert got[("g/dL", "mg/L")] == pytest.approx(10000.0) and got[("[lb_av]", "kg")] == pytest.approx(0.45359237)
     assert got[("/mm3", "/uL")] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("unit, target", [("0", "mg"), ("mg", "0 mg"), ("g", "1e-400 g")])
+def test_a_unit_of_zero_is_a_unit_error(unit, target):
+    with pytest.raises(UnitError, match="cannot be converted"):
+        factor(unit, target)

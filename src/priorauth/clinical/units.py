@@ -102,7 +102,10 @@ def _parse_locked(unit: str) -> pint.Quantity:
 def factor(unit: str, target: str) -> float:
     """The number that converts a value in ``unit`` to ``target``."""
     with _PINT_LOCK:
-        ratio = (_parse(unit) / _parse(target)).to_base_units()
+        try:
+            ratio = (_parse(unit) / _parse(target)).to_base_units()
+        except ZeroDivisionError:            # a unit of "0" or one that underflows to zero
+            raise UnitError(f"{unit!r} cannot be converted to {target!r}") from None
     # A count of cells is an annotation in UCUM ("/uL" and "{cells}/uL" are the same unit).
     if set(ratio.dimensionality) - {"[cell_count]"}:
         raise UnitError(f"{unit!r} cannot be converted to {target!r}")

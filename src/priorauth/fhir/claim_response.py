@@ -252,6 +252,13 @@ class _Request:
         if "://" in key or key.startswith("urn:"):
             return self.by_url.get(key)
         hits = self.by_key.get(key, [])
+        if len(hits) > 1:
+            # several entries share Type/id: a relative reference resolves against the base of the referring
+            # entry's RESTful fullUrl (the Claim's, where the response's references come from), as intake does
+            url = self.entries[0].get("fullUrl")
+            parts = url.rsplit("/", 2) if isinstance(url, str) and "://" in url else ()
+            if len(parts) == 3:
+                return self.by_url.get(f"{parts[0]}/{key}")
         return hits[0] if len(hits) == 1 else None
 
     def case_id(self) -> str | None:

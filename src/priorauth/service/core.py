@@ -79,6 +79,10 @@ class AuthorizationService:
 
         def evaluate(b: Any) -> tuple[Any, Determination]:
             case, det = self.evaluate(b, received)
+            try:   # a request the response cannot be made for is refused before anything is stored
+                response_bundle(det, request=b, created=_utc(received), response_id="check")
+            except ValueError as exc:
+                raise ApiError(422, f"the request cannot be answered: {exc}", code="business-rule") from None
             computed.append(det)
             return case, det
 
