@@ -354,3 +354,16 @@ def test_concurrent_submissions_of_the_same_bundle_give_one_case(store):
     assert len({r.case.id for r in results}) == 1 and len({r.determination.id for r in results}) == 1
     assert sum(r.created for r in results) == 1
     assert count(store, "cases") == 1 and store.verify_audit() == (True, 6, None)
+
+
+@pytest.mark.parametrize("detail", [{}, {"count": 3, "outcome": "meets_criteria"}, {"reason_length": 7, "ü": ["ß", 1.5]}])
+def test_the_audit_text_prepared_for_postgresql_is_the_canonical_row(detail):
+    from priorauth.store.core import _audit_text_parts, audit_hash
+
+    at = datetime(2027, 1, 10, 9, 0, 0, 123456, tzinfo=timezone.utc)
+    prefix, middle = _audit_text_parts(at, "client:lakeshore", "provider", "case.submit", "c-1", detail)
+    prev = "ab" * 32
+    text_ = prefix + prev + middle + "42" + "}"
+    import hashlib
+    assert hashlib.sha256(text_.encode("utf-8")).hexdigest() == \
+        audit_hash(42, at, "client:lakeshore", "provider", "case.submit", "c-1", detail, prev)

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 
 import orjson
-from sqlalchemy import and_, bindparam, create_engine, event, or_, select
+from sqlalchemy import and_, bindparam, create_engine, event, or_, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from priorauth import __version__
 from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
-                                    DeterminationRow, EventRow, SubmissionRow)
+                                    DeterminationRow, EventRow, SubmissionRow, UTCDateTime)
 
 __all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
            "BundleIdentifierMissing", "PatientDataInAudit", "default_url", "content_hash", "canonical_json",
@@ -120,6 +120,31 @@ def audit_hash(seq: int, at: datetime, actor: str, role: str, action: str, case_
     row = {"seq": seq, "at": _instant(at), "actor": actor, "role": role, "action": action, "case_id": case_id,
            "detail": detail, "prev_hash": prev_hash}
     return hashlib.sha256(canonical_json(row).encode("utf-8")).hexdigest()
+
+
+def _audit_text_parts(at: datetime, actor: str, role: str, action: str, case_id: str | None,
+                      detail: dict) -> tuple[str, str]:
+    """The canonical JSON of an audit row (as :func:`audit_hash` hashes it) around its prev_hash and seq:
+    ``prefix + prev_hash + middle + str(seq) + "}"``. The keys sort as action, actor, at, case_id, detail,
+    prev_hash, role, seq."""
+    head = canonical_json({"action": action, "actor": actor, "at": _instant(at), "case_id": case_id,
+                           "detail": detail})
+    return head[:-1] + ',"prev_hash":"', '","role":' + canonical_json(role) + ',"seq":'
+
+
+# one round trip: lock the head, hash the new row with the head's hash and number, insert it, move the head
+_PG_APPEND_AUDIT = text("""
+WITH head AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE),
+link AS (SELECT head.seq + 1 AS seq, head.hash AS prev_hash,
+                encode(sha256(convert_to(:prefix || head.hash || :middle || (head.seq + 1)::text || '}', 'UTF8')),
+                       'hex') AS hash
+         FROM head),
+row AS (INSERT INTO audit_log (seq, at, actor, role, action, case_id, detail, prev_hash, hash)
+        SELECT link.seq, :at, :actor, :role, :action, :case_id, :detail, link.prev_hash, link.hash FROM link
+        RETURNING seq, prev_hash, hash)
+UPDATE audit_head SET seq = row.seq, hash = row.hash FROM row WHERE audit_head.id = 1
+RETURNING row.seq, row.prev_hash, row.hash
+""").bindparams(bindparam("at", type_=UTCDateTime()))
 
 
 def _check_no_patient_data(node: Any, path: str = "detail") -> None:
@@ -279,6 +304,8 @@ class Store:
                       detail: dict | None) -> AuditRow:
         detail = dict(detail or {})
         _check_no_patient_data(detail)
+        if self.dialect == "postgresql":
+            return self._append_audit_pg(s, actor, role, action, case_id, detail)
         head_seq, head_hash = s.execute(_LOCK_HEAD).one()
         at = self.clock()
         seq = head_seq + 1
@@ -288,6 +315,20 @@ class Store:
         s.execute(_INSERT_AUDIT, values)
         s.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": h})
         return AuditRow(**values)
+
+    def _append_audit_pg(self, s: Session, actor: str, role: str, action: str, case_id: str | None,
+                         detail: dict) -> AuditRow:
+        """The same chain link in one statement: PostgreSQL locks the head, hashes (``sha256``) the canonical
+        row that Python prepared around the two values only the head knows, inserts the row and moves the head.
+        The head's row lock is then held for one round trip and the commit, not for several (each of which
+        waits for this process's other threads)."""
+        at = self.clock()
+        prefix, middle = _audit_text_parts(at, actor, role, action, case_id, detail)
+        seq, prev, h = s.execute(_PG_APPEND_AUDIT, {
+            "prefix": prefix, "middle": middle, "at": at, "actor": actor, "role": role, "action": action,
+            "case_id": case_id, "detail": canonical_json(detail)}).one()
+        return AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
+                        detail=canonical_json(detail), prev_hash=prev, hash=h)
 
     def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
               detail: dict | None = None) -> AuditRow:
