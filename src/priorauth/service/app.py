@@ -107,6 +107,11 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # the threads that run the blocking work (evaluation, the store): a few, since they share one GIL;
+        # dozens only take turns at it while holding database locks
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         for hook in extra_startup:
             hook(app)
         try:

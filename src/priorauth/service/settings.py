@@ -67,6 +67,7 @@ class ServiceSettings:
     examples_dir: Path | None = None
     deliver_notifications: bool = True
     delivery_interval_seconds: float = 1.0
+    threads: int = 8                       # worker threads per process for the blocking work
     now: Callable[[], datetime] = _utcnow
 
 
@@ -82,7 +83,8 @@ def examples_dir() -> Path | None:
 def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     """Settings from ``PRIORAUTH_*`` variables, as ``priorauth serve`` hands them to its workers:
     ``DATABASE_URL``, ``DATA_DIR``, ``CONFIG`` (payer configuration YAML), ``POLICY``, ``SIGNING_KEY``,
-    ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off)."""
+    ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off), ``THREADS`` (worker threads per
+    process, default 8)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -92,9 +94,12 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     cfg = env.get("PRIORAUTH_CONFIG")
     policy = env.get("PRIORAUTH_POLICY")
     ttl = env.get("PRIORAUTH_TOKEN_TTL", "3600")
+    threads = env.get("PRIORAUTH_THREADS", "8")
+    if not threads.isdigit() or not 1 <= int(threads) <= 256:
+        raise ValueError("PRIORAUTH_THREADS: 1 to 256")
     if not ttl.isdigit() or not 60 <= int(ttl) <= 86400:
         raise ValueError("PRIORAUTH_TOKEN_TTL: seconds, 60 to 86400")
     return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
                            config=load_config(cfg) if cfg else PayerConfig(),
                            policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
-                           deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0")
+                           deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads))
