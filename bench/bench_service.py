@@ -870,13 +870,13 @@ def _install_timers(out: str) -> None:
         verb = words[0].upper()
         table = "?"
         up = [w.upper() for w in words]
-        key = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE", "DELETE": "FROM"}.get(verb)
+        key = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE", "DELETE": "FROM", "WITH": "FROM"}.get(verb)
         if key and key in up:
             i = up.index(key)
             if i + 1 < len(words):
                 table = words[i + 1].strip('"(,')
         lock = " FOR UPDATE" if "FOR UPDATE" in statement.upper() else ""
-        return f"{verb} {table}{lock}" if verb in ("SELECT", "INSERT", "UPDATE", "DELETE") else verb
+        return f"{verb} {table}{lock}" if verb in ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH") else verb
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _before(conn, cursor, statement, parameters, context, executemany):
@@ -890,7 +890,9 @@ def _install_timers(out: str) -> None:
         kind = sql_kind(statement)
         add("sql: " + kind, wall, cpu)
         if kind.endswith("FOR UPDATE") and "audit_head" in kind:
-            tls.locked = perf()                       # the lock is held from here (its wait is the statement's)
+            # the lock is held from here (its wait is the statement's); when one statement (WITH ...) takes the
+            # lock and does the rest, only the time from its answer to the COMMIT is seen
+            tls.locked = perf()
 
 
     class Timing:
@@ -1160,6 +1162,8 @@ def parse_args(argv=None):
     x.add_argument("--x-no-pre-ping", action="store_true", help="turn off pool_pre_ping (one round trip per checkout)")
     x.add_argument("--x-async-auth", action="store_true",
                    help="run the bearer-token dependency as async def (no threadpool hop before the endpoint)")
+    ap.add_argument("--src", type=Path, default=None,
+                    help="run the server from this folder holding the priorauth package (such as a copy of src/)")
     ap.add_argument("--no-verify-audit", action="store_true", help="skip walking the audit chain afterwards")
     ap.add_argument("--wait-quiet", type=float, default=0.0,
                     help="first wait up to this many seconds for other work on the machine to stop")
@@ -1192,6 +1196,8 @@ def source(ref: str | None) -> dict:
         r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
 
+    if ref and ref.startswith("dir:"):
+        return {"src": ref[4:]}
     if ref:
         return {"ref": ref, "commit": git("rev-parse", "--short", ref + "^{commit}")}
     return {"working_tree": True, "head": git("rev-parse", "--short", "HEAD"),
@@ -1213,7 +1219,8 @@ async def measure(args, load: Load) -> Phase:
 def run(args) -> dict:
     loop_name = _use_uvloop()
     files = args.bundles or sorted(str(p) for p in (ROOT / "examples" / "fhir").glob("*.json"))
-    result: dict = {"machine": machine(), "source": source(args.ref), "load_generator": {"event_loop": loop_name},
+    result: dict = {"machine": machine(), "source": source("dir:" + str(args.src) if args.src else args.ref),
+                    "load_generator": {"event_loop": loop_name},
                     "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                                 if not k.startswith("_")}}
     run_id = "bench-" + secrets.token_hex(4)
@@ -1245,7 +1252,9 @@ def run(args) -> dict:
         busy = wait_quiet(args.wait_quiet, log=lambda m: log(args, m))
         result["busy_cores_before"] = round(busy, 2)
     env = Environment(args.backend, args.pg_admin_url, args.keep)
-    if args.ref:
+    if args.src:
+        SERVER_SRC = str(args.src.resolve())
+    elif args.ref:
         SERVER_SRC = export_ref(args.ref, env.dir)
     tweaks = {k: v for k, v in (("switch_interval", args.x_switch_interval), ("threadpool", args.x_threadpool),
                                 ("pool_size", args.x_pool_size), ("no_pre_ping", args.x_no_pre_ping),
