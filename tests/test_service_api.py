@@ -403,15 +403,20 @@ def test_seeding_fills_an_empty_store_once(h):
     assert svc.seed(EXAMPLES) == 0
 
 
-def test_a_database_that_stops_answering_gives_503_and_nothing_half_written(h, monkeypatch):
+def test_a_database_that_stops_answering_gives_503_and_nothing_half_written(h):
     from sqlalchemy.exc import OperationalError
 
-    def down(*_a, **_kw):
-        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+    from sqlalchemy import event
 
-    monkeypatch.setattr(h.store, "_append_audit", down)
-    r = h.submit("lakeshore", example(ELIGIBLE))
+    def down(_conn, _cursor, statement, *_a):
+        if "INSERT INTO audit_log" in statement:        # the last write of a submission
+            raise OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    event.listen(h.store.engine, "before_cursor_execute", down)
+    try:
+        r = h.submit("lakeshore", example(ELIGIBLE))
+    finally:
+        event.remove(h.store.engine, "before_cursor_execute", down)
     assert r.status_code == 503 and r.headers["retry-after"] == "5" and "send the request again" in outcome_text(r)
-    monkeypatch.undo()
     assert h.store.queue() == []                          # rolled back with the failed transaction
     assert h.submit("lakeshore", example(ELIGIBLE)).status_code == 201

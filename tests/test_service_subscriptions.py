@@ -316,10 +316,10 @@ def test_a_decision_that_rolls_back_leaves_no_notification(h, receiver):
     def boom(session, case, kind, event):
         raise RuntimeError("after the outbox wrote its row")
 
-    h.store.listeners.append(boom)
+    h.store.listen(boom)
     r = h.decide("dr-reviewer", case_id, "approve")
     assert r.status_code == 500 and r.json()["resourceType"] == "OperationOutcome"
-    h.store.listeners.remove(boom)
+    h.store.unlisten(boom)
     assert notifications(h, sid) == [] and h.store.case(case_id).status == "pended"
     with h.store._read() as s:
         assert s.get(SubscriptionRow, sid).events_since_start == 0

@@ -367,3 +367,43 @@ def test_the_audit_text_prepared_for_postgresql_is_the_canonical_row(detail):
     import hashlib
     assert hashlib.sha256(text_.encode("utf-8")).hexdigest() == \
         audit_hash(42, at, "client:lakeshore", "provider", "case.submit", "c-1", detail, prev)
+
+
+def test_an_identifier_a_resubmission_used_cannot_start_a_new_case(store):
+    bundle, text_ = scenario_bundle(0, "FIRST-1")
+    first = submit(store, bundle, text_)
+    updated, _ = scenario_bundle(1, "UPDATE-1")
+    store.resubmit(first.case.id, updated, json.dumps(updated), received_at=RECEIVED + timedelta(days=1),
+                   evaluate=evaluate, actor=PROVIDER)
+    other, _ = scenario_bundle(2, "UPDATE-1")            # the update's identifier, other content, as a new request
+    with pytest.raises(IdempotencyConflict, match=rf"already submitted \(case {first.case.id}\)"):
+        submit(store, other, json.dumps(other))
+    assert [count(store, t) for t in ("cases", "submissions", "determinations")] == [1, 2, 2]
+    assert store.verify_audit()[0]
+
+
+def test_a_listener_for_submissions_writes_in_the_submissions_transaction(store):
+    """With a listener for "submitted", a new case is written in one transaction with the listener's writes
+    (on PostgreSQL too, where it is otherwise one statement); a listener that fails leaves nothing behind."""
+    seen = []
+
+    def record(session, case, kind, ev):
+        assert session.execute(text("SELECT count(*) FROM cases WHERE id = :id"), {"id": case.id}).scalar() == 1
+        seen.append((case.id, kind, ev.id))
+
+    store.listen(record, {"submitted"})
+    bundle, text_ = scenario_bundle(0, "LISTEN-1")
+    r = submit(store, bundle, text_)
+    assert seen == [(r.case.id, "submitted", store.history(r.case.id).events[0].id)]
+    store.unlisten(record)
+
+    def boom(session, case, kind, ev):
+        raise RuntimeError("the listener failed")
+
+    store.listen(boom, {"submitted"})
+    with pytest.raises(RuntimeError):
+        submit(store, *scenario_bundle(1, "LISTEN-2"))
+    store.unlisten(boom)
+    assert count(store, "cases") == 1 and store.verify_audit() == (True, 1, None)
+    store.listen(boom, {"decision.approve"})            # a listener for other kinds leaves submissions alone
+    assert submit(store, *scenario_bundle(1, "LISTEN-2")).created

@@ -3,6 +3,8 @@ request size limit, and the OAuth2 token endpoint."""
 
 from __future__ import annotations
 
+import gc
+
 import logging
 import os
 from contextlib import asynccontextmanager
@@ -234,4 +236,10 @@ def app_from_env() -> FastAPI:
     """The application as ``priorauth serve`` configures it for its workers (from ``PRIORAUTH_*`` variables)."""
     from priorauth.service.settings import settings_from_env
 
-    return create_app(settings_from_env())
+    app = create_app(settings_from_env())
+    # what the worker loaded (the policy, the terminology, the libraries: some 130,000 objects) lives as long as
+    # the process; left to the cyclic garbage collector, each full collection walks it all, a pause of some
+    # 50 ms in which no request moves. Frozen, the collector looks only at what requests create.
+    gc.collect()
+    gc.freeze()
+    return app

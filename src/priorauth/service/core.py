@@ -9,6 +9,7 @@ policy content hash) and the reviewer's decision on it, if any.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -75,15 +76,16 @@ class AuthorizationService:
         received = self.settings.now()
         organization = principal.organization or principal.role
         prior = self._prior_case(bundle, principal)
-        computed: list[Determination] = []
+        case_id = str(uuid.uuid4())          # a new case's id, known before it is stored: its response names it
+        answered: list[dict] = []
 
         def evaluate(b: Any) -> tuple[Any, Determination]:
             case, det = self.evaluate(b, received)
             try:   # a request the response cannot be made for is refused before anything is stored
-                response_bundle(det, request=b, created=_utc(received), response_id="check")
+                answered.append(response_bundle(det, request=b, created=_utc(received).replace(microsecond=0),
+                                                response_id=case_id))
             except ValueError as exc:
                 raise ApiError(422, f"the request cannot be answered: {exc}", code="business-rule") from None
-            computed.append(det)
             return case, det
 
         try:
@@ -92,17 +94,16 @@ class AuthorizationService:
                                              actor=principal.actor)
             else:
                 result = self.store.submit(bundle, text, organization=organization, received_at=received,
-                                           evaluate=evaluate, actor=principal.actor)
+                                           evaluate=evaluate, actor=principal.actor, case_id=case_id, at=received)
         except BundleError as err:
             raise ApiError(400, "the PAS request Bundle cannot be read", outcome=err.operation_outcome()) from None
         except BundleIdentifierMissing as err:
             raise ApiError(400, str(err).split(": ", 1)[1], "Bundle.identifier", code="required") from None
         except IdempotencyConflict as err:
             raise ApiError(409, str(err), "Bundle.identifier", code="duplicate") from None
-        if result.created and computed:
-            # a new submission: its response is pended, built from the determination just stored
-            response = response_bundle(computed[-1], request=bundle, response_id=result.case.id,
-                                       created=_utc(result.determination.created_at).replace(microsecond=0))
+        if result.created and prior is None:
+            # a new case: pended, its response the one built from the determination just stored
+            response = answered[-1]
         else:
             response = self.response(result.case.id)
         return Submitted(result, response, prior is not None)

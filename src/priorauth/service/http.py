@@ -110,7 +110,9 @@ def _fhirpath(root: str, path: tuple) -> str:
 def caller(*roles: str) -> Callable[..., Principal]:
     """A dependency: the caller, whose bearer token must carry one of ``roles`` (admin passes every check)."""
 
-    def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+    # async: the check is a little CPU (an HS256 signature), not worth a hop to the thread pool
+    async def dependency(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         header = request.headers.get("authorization")
         return request.app.state.tokens.principal(header, roles)
 

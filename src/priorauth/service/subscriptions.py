@@ -685,7 +685,7 @@ def install(app: FastAPI) -> Notifier:
     ``settings.deliver_notifications``) and stopped at shutdown."""
     notifier = Notifier(app)
     app.state.notifier = notifier
-    app.state.store.listeners.append(notifier.on_case_change)
+    app.state.store.listen(notifier.on_case_change, NOTIFY_KINDS)
 
     def start(app_: FastAPI) -> None:
         if app_.state.settings.deliver_notifications:

@@ -132,19 +132,58 @@ def _audit_text_parts(at: datetime, actor: str, role: str, action: str, case_id:
     return head[:-1] + ',"prev_hash":"', '","role":' + canonical_json(role) + ',"seq":'
 
 
-# one round trip: lock the head, hash the new row with the head's hash and number, insert it, move the head
-_PG_APPEND_AUDIT = text("""
-WITH head AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE),
+def _pg_audit_link(after: str = "", joined: str = "", returning: str = "row.seq, row.prev_hash, row.hash") -> str:
+    """The audit chain link as the tail of one PostgreSQL statement: lock the head, hash the new row with the
+    head's hash and number (``sha256`` of the canonical row Python prepared around those two values), insert the
+    row and move the head. ``after`` names a CTE the link waits for (no link when it returned no row) and
+    ``joined`` more CTEs the final RETURNING reads."""
+    return f"""head AS (SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE),
 link AS (SELECT head.seq + 1 AS seq, head.hash AS prev_hash,
-                encode(sha256(convert_to(:prefix || head.hash || :middle || (head.seq + 1)::text || '}', 'UTF8')),
+                encode(sha256(convert_to(:prefix || head.hash || :middle || (head.seq + 1)::text || '}}', 'UTF8')),
                        'hex') AS hash
-         FROM head),
+         FROM head{', ' + after if after else ''}),
 row AS (INSERT INTO audit_log (seq, at, actor, role, action, case_id, detail, prev_hash, hash)
-        SELECT link.seq, :at, :actor, :role, :action, :case_id, :detail, link.prev_hash, link.hash FROM link
+        SELECT link.seq, :audit_at, :actor, :role, :action, :audit_case_id, :detail, link.prev_hash, link.hash
+        FROM link
         RETURNING seq, prev_hash, hash)
-UPDATE audit_head SET seq = row.seq, hash = row.hash FROM row WHERE audit_head.id = 1
-RETURNING row.seq, row.prev_hash, row.hash
-""").bindparams(bindparam("at", type_=UTCDateTime()))
+UPDATE audit_head SET seq = row.seq, hash = row.hash FROM row{', ' + joined if joined else ''}
+WHERE audit_head.id = 1
+RETURNING {returning}"""
+
+
+# one round trip: the chain link alone
+_PG_APPEND_AUDIT = text("WITH " + _pg_audit_link()).bindparams(bindparam("audit_at", type_=UTCDateTime()))
+
+# one round trip, one statement (so autocommit, no BEGIN or COMMIT): a new case with its first submission,
+# determination, event and audit link, or nothing at all when the identifier is already used (by a case, or by
+# a submission that updated one); the head's row lock is held for this statement only
+_PG_SUBMIT = text("""WITH new_case AS (
+  INSERT INTO cases (id, identifier_system, identifier_value, request_id, organization, member_id,
+                     line_of_business, urgency, received_at, due_at, status, outcome)
+  SELECT CAST(:case_id AS varchar), CAST(:system AS varchar), CAST(:value AS varchar), :request_id,
+         :organization, :member_id, :line_of_business, :urgency, :received_at, :due_at, :status,
+         CAST(:outcome AS varchar)
+  WHERE NOT EXISTS (SELECT 1 FROM submissions
+                    WHERE identifier_system = CAST(:system AS varchar) AND identifier_value = CAST(:value AS varchar))
+  ON CONFLICT (identifier_system, identifier_value) DO NOTHING
+  RETURNING id),
+sub AS (
+  INSERT INTO submissions (case_id, sequence, identifier_system, identifier_value, text, content_hash, received_at)
+  SELECT id, 1, CAST(:system AS varchar), CAST(:value AS varchar), :text, :content_hash, :received_at FROM new_case
+  RETURNING id),
+det AS (
+  INSERT INTO determinations (case_id, submission_id, policy_id, policy_version, policy_content_hash,
+                              engine_version, outcome, result_json, created_at)
+  SELECT CAST(:case_id AS varchar), sub.id, :policy_id, :policy_version, :policy_content_hash, :engine_version,
+         CAST(:outcome AS varchar), :result_json, :at
+  FROM sub
+  RETURNING id),
+ev AS (
+  INSERT INTO events (case_id, at, kind, detail) SELECT id, :at, 'submitted', :event_detail FROM new_case
+  RETURNING id),
+""" + _pg_audit_link(after="new_case", joined="sub, det, ev",
+                     returning="sub.id, det.id, ev.id, row.seq, row.prev_hash, row.hash")).bindparams(
+    *(bindparam(name, type_=UTCDateTime()) for name in ("received_at", "due_at", "at", "audit_at")))
 
 
 def _check_no_patient_data(node: Any, path: str = "detail") -> None:
@@ -245,11 +284,11 @@ class Store:
         reader = self.engine.execution_options(sqlite_begin="DEFERRED") if self.dialect == "sqlite" else self.engine
         self._read = sessionmaker(reader, expire_on_commit=False)
         # one-statement lookups need no transaction around them (on PostgreSQL: no BEGIN and ROLLBACK round trips)
-        peek = reader if self.dialect == "sqlite" else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._peek = sessionmaker(peek, expire_on_commit=False)
-        # called inside the transaction of every case change, with (session, case, event kind, event row):
-        # the service's outbox writes its notifications there, so they commit or roll back with the change
-        self.listeners: list[Callable[[Session, CaseRow, str, EventRow], None]] = []
+        self._autocommit = reader if self.dialect == "sqlite" else \
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._peek = sessionmaker(self._autocommit, expire_on_commit=False)
+        # see listen(): the service's outbox writes its notifications there
+        self._listeners: list[tuple[Callable[[Session, CaseRow, str, EventRow], None], frozenset[str] | None]] = []
 
     @staticmethod
     def _sqlite_events(engine: Engine) -> None:
@@ -325,8 +364,8 @@ class Store:
         at = self.clock()
         prefix, middle = _audit_text_parts(at, actor, role, action, case_id, detail)
         seq, prev, h = s.execute(_PG_APPEND_AUDIT, {
-            "prefix": prefix, "middle": middle, "at": at, "actor": actor, "role": role, "action": action,
-            "case_id": case_id, "detail": canonical_json(detail)}).one()
+            "prefix": prefix, "middle": middle, "audit_at": at, "actor": actor, "role": role, "action": action,
+            "audit_case_id": case_id, "detail": canonical_json(detail)}).one()
         return AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
                         detail=canonical_json(detail), prev_hash=prev, hash=h)
 
@@ -377,10 +416,7 @@ class Store:
                 setattr(case, k, v)
         ev = EventRow(case_id=case.id, at=at, kind=kind, detail=canonical_json(diff))
         s.add(ev)
-        if self.listeners:
-            s.flush()
-            for listener in self.listeners:
-                listener(s, case, kind, ev)
+        self._notify(s, case, kind, ev)
 
     def _find_submission(self, s: Session, system: str, value: str, digest: str) -> SubmissionRow | None:
         return s.scalars(select(SubmissionRow).where(SubmissionRow.identifier_system == system,
@@ -417,46 +453,105 @@ class Store:
                                    "case, or give the new request its own identifier")
 
     def submit(self, bundle: dict, text: str, *, organization: str, received_at: datetime,
-               evaluate: Callable[[dict], tuple[Any, Any]], actor: Actor) -> SubmitResult:
-        """Store a PAS request Bundle and its determination, idempotent on the Bundle identifier."""
+               evaluate: Callable[[dict], tuple[Any, Any]], actor: Actor, case_id: str | None = None,
+               at: datetime | None = None) -> SubmitResult:
+        """Store a PAS request Bundle and its determination, idempotent on the Bundle identifier.
+
+        ``evaluate`` (pure computation, run outside any transaction) gives the case and determination of the
+        bundle; a new case gets the id ``case_id`` (default: a new UUID), and its determination and event the
+        time ``at`` (default: the store's clock). A bundle sent again gives the stored case; its identifier with
+        other content raises :class:`IdempotencyConflict`."""
         system, value = _identifier(bundle)
         digest = content_hash(bundle)
-        for attempt in range(3):
+        case, det = evaluate(bundle)
+        at = at or self.clock()
+        due = _utc(det.due) if det.due else None
+        row = CaseRow(id=case_id or str(uuid.uuid4()), identifier_system=system, identifier_value=value,
+                      request_id=str(case.id), organization=organization, member_id=case.member.id,
+                      line_of_business=case.member.line_of_business, urgency=case.request.urgency,
+                      received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
+        sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value, text=text,
+                            content_hash=digest, received_at=received_at)
+        drow = self._determination_row(row.id, None, det, at)
+        ev = EventRow(case_id=row.id, at=at, kind="submitted", detail=canonical_json(
+            {"status": [None, STATUS_PENDED], "outcome": [None, det.outcome],
+             "due_at": [None, _instant(due) if due else None]}))
+        # the submission is named by its case and sequence (ids the database gives are not known before)
+        audit = {"sequence": 1, "content_hash": digest, "outcome": det.outcome, "organization": organization}
+        for _attempt in range(3):
+            # a new identifier (the common case) is one write; a used one is then a replay or a conflict
+            if self._insert_new_case(row, sub, drow, ev, actor, audit):
+                return SubmitResult(row, sub, drow, True)
             replay = self._try_replay(system, value, digest, actor, organization)
             if replay is not None:
                 return replay
-            case, det = evaluate(bundle)                  # outside any transaction: pure computation
-            try:
-                with self._write.begin() as s:
-                    taken = s.execute(_IDENTIFIER_TAKEN, {"system": system, "value": value}).first()
-                    if taken is not None:
-                        continue                           # another writer got there first: replay or conflict
-                    at = self.clock()
-                    due = _utc(det.due) if det.due else None
-                    row = CaseRow(id=str(uuid.uuid4()), identifier_system=system, identifier_value=value,
-                                  request_id=str(case.id), organization=organization, member_id=case.member.id,
-                                  line_of_business=case.member.line_of_business, urgency=case.request.urgency,
-                                  received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
-                    s.execute(_INSERT_CASE, _columns(row))
-                    sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value,
-                                        text=text, content_hash=digest, received_at=received_at)
-                    sub.id = s.execute(_INSERT_SUB, _columns(sub)).scalar_one()
-                    drow = self._determination_row(row.id, sub.id, det, at)
-                    drow.id = s.execute(_INSERT_DET, _columns(drow)).scalar_one()
-                    ev = EventRow(case_id=row.id, at=at, kind="submitted", detail=canonical_json(
-                        {"status": [None, STATUS_PENDED], "outcome": [None, det.outcome],
-                         "due_at": [None, _instant(due) if due else None]}))
-                    ev.id = s.execute(_INSERT_EVENT, _columns(ev)).scalar_one()
-                    for listener in self.listeners:
-                        listener(s, row, "submitted", ev)
-                    self._append_audit(s, actor.name, actor.role, "case.submit", row.id,
-                                       {"submission": sub.id, "determination": drow.id, "content_hash": digest,
-                                        "outcome": det.outcome, "organization": organization})
-                return SubmitResult(row, sub, drow, True)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
         raise StoreError(f"Bundle.identifier {system}|{value}: could not be stored")  # pragma: no cover
+
+    def _insert_new_case(self, row: CaseRow, sub: SubmissionRow, drow: DeterminationRow, ev: EventRow,
+                         actor: Actor, audit: dict) -> bool:
+        """Insert a new case with its first submission, determination, event and audit entry, all or nothing;
+        False (nothing written) when the identifier is already used."""
+        _check_no_patient_data(audit)
+        if self.dialect == "postgresql" and not self._listening("submitted"):
+            return self._insert_new_case_pg(row, sub, drow, ev, actor, audit)
+        try:
+            with self._write.begin() as s:
+                taken = s.execute(_IDENTIFIER_TAKEN, {"system": row.identifier_system,
+                                                      "value": row.identifier_value}).first()
+                if taken is not None:
+                    return False
+                s.execute(_INSERT_CASE, _columns(row))
+                sub.id = drow.submission_id = s.execute(_INSERT_SUB, _columns(sub)).scalar_one()
+                drow.id = s.execute(_INSERT_DET, _columns(drow)).scalar_one()
+                ev.id = s.execute(_INSERT_EVENT, _columns(ev)).scalar_one()
+                self._notify(s, row, "submitted", ev)
+                self._append_audit(s, actor.name, actor.role, "case.submit", row.id, audit)
+        except IntegrityError:             # another writer stored this identifier meanwhile
+            return False
+        return True
+
+    def _insert_new_case_pg(self, row: CaseRow, sub: SubmissionRow, drow: DeterminationRow, ev: EventRow,
+                            actor: Actor, audit: dict) -> bool:
+        audit_at = self.clock()
+        prefix, middle = _audit_text_parts(audit_at, actor.name, actor.role, "case.submit", row.id, audit)
+        params = {"case_id": row.id, "system": row.identifier_system, "value": row.identifier_value,
+                  "request_id": row.request_id, "organization": row.organization, "member_id": row.member_id,
+                  "line_of_business": row.line_of_business, "urgency": row.urgency,
+                  "received_at": row.received_at, "due_at": row.due_at, "status": row.status,
+                  "outcome": row.outcome, "text": sub.text, "content_hash": sub.content_hash,
+                  "policy_id": drow.policy_id, "policy_version": drow.policy_version,
+                  "policy_content_hash": drow.policy_content_hash, "engine_version": drow.engine_version,
+                  "result_json": drow.result_json, "at": drow.created_at, "event_detail": ev.detail,
+                  "prefix": prefix, "middle": middle, "audit_at": audit_at, "actor": actor.name,
+                  "role": actor.role, "action": "case.submit", "audit_case_id": row.id,
+                  "detail": canonical_json(audit)}
+        with self._autocommit.connect() as conn:
+            got = conn.execute(_PG_SUBMIT, params).first()
+        if got is None:
+            return False
+        sub.id, drow.id, ev.id = got[0], got[1], got[2]
+        drow.submission_id = sub.id
+        return True
+
+    # ---- listeners: called inside the transaction of every case change ------------------------------------------
+    def listen(self, callback: Callable[[Session, CaseRow, str, EventRow], None],
+               kinds: Iterable[str] | None = None) -> None:
+        """Call ``callback(session, case, kind, event)`` inside the transaction of every case change of one of
+        ``kinds`` (every kind when None): what it writes commits or rolls back with the change."""
+        self._listeners.append((callback, None if kinds is None else frozenset(kinds)))
+
+    def unlisten(self, callback: Callable[..., None]) -> None:
+        self._listeners = [(cb, k) for cb, k in self._listeners if cb is not callback]
+
+    def _listening(self, kind: str) -> bool:
+        return any(kinds is None or kind in kinds for _cb, kinds in self._listeners)
+
+    def _notify(self, s: Session, case: CaseRow, kind: str, ev: EventRow) -> None:
+        if self._listening(kind):
+            s.flush()
+            for callback, kinds in self._listeners:
+                if kinds is None or kind in kinds:
+                    callback(s, case, kind, ev)
 
     def _try_replay(self, system: str, value: str, digest: str, actor: Actor,
                     organization: str) -> SubmitResult | None:
