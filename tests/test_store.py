@@ -94,9 +94,16 @@ def test_migrate_from_empty_matches_the_models(url):
     assert s.schema_revision() is None
     s.migrate()
     s.migrate()                                   # idempotent
-    assert s.schema_revision() == "0002_service"
+    assert s.schema_revision() == "0003_compression"
     with s.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+        if s.dialect == "postgresql" and c.execute(text(
+                "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")).first():
+            methods = c.execute(text(
+                "SELECT attrelid::regclass::text, attname, attcompression FROM pg_attribute "
+                "WHERE (attrelid::regclass::text, attname) IN (('submissions', 'text'), ('determinations', 'result_json'))"
+            )).all()
+            assert sorted(methods) == [("determinations", "result_json", "l"), ("submissions", "text", "l")]
     assert diff == []
     assert s.verify_audit() == (True, 0, None)
     s.close()

@@ -52,8 +52,12 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
-        too_big = _outcome_response(413, operation_outcome([(
-            "too-costly", f"the request body is larger than the {self.limit} bytes a request may be", None)]))
+
+        def too_big(*args):
+            return _outcome_response(413, operation_outcome([(
+                "too-costly", f"the request body is larger than the {self.limit} bytes a request may be",
+                None)]))(*args)
+
         if declared is not None:
             try:
                 if int(declared) > self.limit:

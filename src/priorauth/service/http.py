@@ -72,7 +72,7 @@ async def read_resource(request: Request, resource_type: str | tuple[str, ...]) 
         shown = repr(rt) if isinstance(rt, str) and len(rt) < 64 else "missing or not a string"
         raise ApiError(400, f"resourceType is {shown}; this operation takes a {' or '.join(wanted)}",
                        "resourceType", code="structure")
-    problem = _unstorable(data, rt)
+    problem = _unstorable(data, rt, nul_possible=b"\\u0000" in raw)
     if problem is not None:
         raise ApiError(400, problem[1], problem[0], code="structure" if "nested" in problem[1] else "value")
     return data, text
@@ -82,10 +82,14 @@ async def read_resource(request: Request, resource_type: str | tuple[str, ...]) 
 MAX_DEPTH = 100
 
 
-def _unstorable(data: dict, root: str) -> tuple[str, str] | None:
+def _unstorable(data: dict, root: str, nul_possible: bool = True) -> tuple[str, str] | None:
     """``(element, problem)`` for the first element a resource may not carry: nesting deeper than ``MAX_DEPTH``,
     or a NUL character in a string or key (FHIR strings carry no control characters but tab, CR and LF, and
-    PostgreSQL cannot store NUL in text)."""
+    PostgreSQL cannot store NUL in text). JSON writes a NUL in a string only as the escape ``\\u0000``: a body
+    without that text (``nul_possible`` False) has none, and only its depth is measured (the element is then
+    found by the full walk, when it is too deep)."""
+    if not nul_possible and not _deeper_than(data, MAX_DEPTH):
+        return None
     stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
     while stack:
         node, path, depth = stack.pop()
@@ -101,6 +105,21 @@ def _unstorable(data: dict, root: str) -> tuple[str, str] | None:
             elif isinstance(v, (dict, list)):
                 stack.append((v, path + (k,), depth + 1))
     return None
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels (level by level, no paths kept)."""
+    level, depth = [data], 0
+    while level:
+        if depth > limit:
+            return True
+        below = []
+        for node in level:
+            for v in node.values() if node.__class__ is dict else node:
+                if v.__class__ is dict or v.__class__ is list:
+                    below.append(v)
+        level, depth = below, depth + 1
+    return False
 
 
 def _fhirpath(root: str, path: tuple) -> str:
