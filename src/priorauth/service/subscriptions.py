@@ -400,7 +400,7 @@ class Notifier:
         req = check_subscription(resource, now)
         sid = str(uuid.uuid4())
         served = _accepted(resource, sid, req, who.organization)
-        with self.store._write.begin() as s:
+        with self.store.writing() as s:
             s.add(SubscriptionRow(id=sid, client_id=who.client_id, organization=who.organization, topic=PAS_TOPIC,
                                   endpoint=req.endpoint, headers=json.dumps([f"{n}: {v}" for n, v in req.headers]),
                                   content=req.content, status="requested", resource_json=orjson.dumps(served).decode(),
@@ -419,7 +419,7 @@ class Notifier:
             served["error"] = f"the handshake to the endpoint failed ({error}); no notifications are sent to an " \
                               "endpoint that does not answer it with 2xx: fix the endpoint and subscribe again"
         served["status"] = status
-        with self.store._write.begin() as s:
+        with self.store.writing() as s:
             s.execute(update(SubscriptionRow).where(SubscriptionRow.id == sid, SubscriptionRow.status == "requested")
                       .values(status=status, resource_json=orjson.dumps(served).decode())
                       .execution_options(synchronize_session=False))
@@ -432,7 +432,7 @@ class Notifier:
         """``work(session, row)`` on the subscription, in one transaction with its audit entry, when the caller's
         organization made it (an admin may reach any); otherwise the refusal is audited and answered 404, as
         for a subscription that does not exist."""
-        with self.store._write.begin() as s:
+        with self.store.writing() as s:
             q = select(SubscriptionRow).where(SubscriptionRow.id == sid)
             row = s.scalars(q.with_for_update() if lock else q).first()
             allowed = row is not None and (who.role == "admin" or
@@ -526,7 +526,7 @@ class Notifier:
         """The due notifications this worker now holds (for the lease time), and how many rows were claimed
         (those of a subscription no longer active are marked failed instead)."""
         now = self.now()
-        with self.store._write.begin() as s:
+        with self.store.writing() as s:
             q = (select(NotificationRow)
                  .where(NotificationRow.status == "pending", NotificationRow.next_attempt_at <= now)
                  .order_by(NotificationRow.next_attempt_at, NotificationRow.id).limit(BATCH))
@@ -604,7 +604,7 @@ class Notifier:
         now = self.now()
         detail = {"subscription": job.subscription_id, "notification": job.id, "event_number": job.event_number,
                   "attempts": job.attempts}
-        with self.store._write.begin() as s:
+        with self.store.writing() as s:
             n = s.get(NotificationRow, job.id)
             if ok:
                 n.status, n.delivered_at, n.last_error = "delivered", now, None

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import json
 import os
+import secrets
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+try:
+    import fcntl
+except ImportError:                       # not on Windows: SQLite's own busy handler then
+    fcntl = None
 
 import orjson
 from sqlalchemy import and_, bindparam, create_engine, event, or_, select, text
@@ -287,7 +294,13 @@ class Store:
         self._autocommit = reader if self.dialect == "sqlite" else \
             self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._peek = sessionmaker(self._autocommit, expire_on_commit=False)
-        # see listen(): the service's outbox writes its notifications there
+        # SQLite takes one writer at a time; writers queue for it here (see writing())
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._lock_file = None
+        if self.dialect == "sqlite" and u.database and u.database != ":memory:" and fcntl is not None:
+            self._lock_file = f"{u.database}.write-lock"
+        self._lock_fds: dict[int, int] = {}
+        self._write_depth = 0        # see listen(): the service's outbox writes its notifications there
         self._listeners: list[tuple[Callable[[Session, CaseRow, str, EventRow], None], frozenset[str] | None]] = []
 
     @staticmethod
@@ -308,8 +321,46 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        for fd in self._lock_fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._lock_fds.clear()
 
-    # ---- schema ----------------------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction: committed at the end, rolled back on an error.
+
+        SQLite takes one writer at a time. A writer waiting in SQLite's busy handler sleeps in steps of up to
+        100 ms and can be passed over again and again (seconds, under load), so writers queue instead: this
+        process's threads on a lock, and the processes sharing the file (``serve --workers``) on an exclusive
+        ``flock`` of ``<database>.write-lock``, which wakes the next writer as soon as the last one is done."""
+        if self._write_lock is None:
+            with self._write.begin() as s:
+                yield s
+            return
+        with self._write_lock:
+            self._write_depth += 1
+            fd = self._file_lock() if self._write_depth == 1 else None
+            try:
+                with self._write.begin() as s:
+                    yield s
+            finally:
+                self._write_depth -= 1
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file_lock(self) -> int | None:
+        """Take the exclusive lock on the write-lock file (held by this process's writing thread)."""
+        if self._lock_file is None:
+            return None
+        fd = self._lock_fds.get(os.getpid())    # per process: a forked child opens its own
+        if fd is None:
+            fd = self._lock_fds[os.getpid()] = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
     def alembic_config(self):
         from alembic.config import Config
 
@@ -372,7 +423,7 @@ class Store:
     def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
               detail: dict | None = None) -> AuditRow:
         """Append one entry to the audit chain (its own transaction). ``detail`` must not carry patient data."""
-        with self._write.begin() as s:
+        with self.writing() as s:
             return self._append_audit(s, actor, role, action, case_id, detail)
 
     def audit_entries(self, case_id: str | None = None) -> list[AuditRow]:
@@ -495,7 +546,7 @@ class Store:
         if self.dialect == "postgresql" and not self._listening("submitted"):
             return self._insert_new_case_pg(row, sub, drow, ev, actor, audit)
         try:
-            with self._write.begin() as s:
+            with self.writing() as s:
                 taken = s.execute(_IDENTIFIER_TAKEN, {"system": row.identifier_system,
                                                       "value": row.identifier_value}).first()
                 if taken is not None:
@@ -564,7 +615,7 @@ class Store:
         same = next((r for r in rows if r.content_hash == digest), None)
         used, owner = (same or rows[0]).case_id, (same or rows[0]).organization
         foreign = owner != organization
-        with self._write.begin() as s:
+        with self.writing() as s:
             if same is None or foreign:
                 self._append_audit(s, actor.name, actor.role, "case.submit.conflict", used,
                                    {"content_hash": digest, "other_organization": foreign})
@@ -591,13 +642,13 @@ class Store:
                 raise CaseNotFound(case_id)
             sub = self._find_submission(s, system, value, digest)
         if sub is not None and sub.case_id == case_id:
-            with self._write.begin() as s:
+            with self.writing() as s:
                 case, det = self._replay(s, sub)
                 self._append_audit(s, actor.name, actor.role, "case.resubmit.replay", case_id,
                                    {"submission": sub.id, "determination": det.id, "content_hash": digest})
             return SubmitResult(case, sub, det, False)
         _case, det = evaluate(bundle)
-        with self._write.begin() as s:
+        with self.writing() as s:
             row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one()
             used = self._identifier_used(s, system, value)
             if used is not None and used != case_id:
@@ -628,7 +679,7 @@ class Store:
     def record_decision(self, case_id: str, decision, actor: Actor) -> DecisionRow:
         """Append a reviewer's decision (a :class:`priorauth.fhir.claim_response.ReviewerDecision`, validated
         when made) and move the case to its status."""
-        with self._write.begin() as s:
+        with self.writing() as s:
             row = self._locked_case(s, case_id)
             at = self.clock()
             d = DecisionRow(case_id=case_id, action=decision.action, reason=decision.reason,
@@ -646,7 +697,7 @@ class Store:
         """Extend the decision's due time (the plan takes an extension, with its reason)."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: an extension needs a reason")
-        with self._write.begin() as s:
+        with self.writing() as s:
             row = self._locked_case(s, case_id)
             if row.due_at is not None and _utc(due_at) <= row.due_at:
                 raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
@@ -660,7 +711,7 @@ class Store:
         """Record an appeal of the case's decision: the case goes back to the queue (status appealed)."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: an appeal needs a reason")
-        with self._write.begin() as s:
+        with self.writing() as s:
             row = self._locked_case(s, case_id)
             decided = s.scalars(select(DecisionRow.id).where(DecisionRow.case_id == case_id).limit(1)).first()
             if decided is None:
@@ -688,7 +739,7 @@ class Store:
         if role == "provider" and not (organization and organization.strip()):
             raise ValueError("organization: a provider client belongs to an organization")
         secret = secret or secrets.token_urlsafe(32)
-        with self._write.begin() as s:
+        with self.writing() as s:
             if s.get(ClientRow, client_id) is not None:
                 raise ValueError(f"client_id {client_id!r} is already registered")
             s.add(ClientRow(client_id=client_id, secret_hash=hash_secret(secret), role=role,
