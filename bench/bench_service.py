@@ -6,7 +6,7 @@ real ``priorauth serve`` process over 127.0.0.1.
         [--ref COMMIT] [--instrument FILE] [--profile FILE [--profile-gil]] [--wait-quiet S] [--json]
     .venv/bin/python bench/bench_service.py --stub      # the load generator alone, against a canned-answer server
 
-See bench/README-service.md for the figures and what they mean. What one run does:
+See docs/service.md (Performance) for the figures and what they mean. What one run does:
 
 1. a fresh data folder (signing key, payer configuration with ``policy_effective: 2026-12-23``, the SQLite file)
    and, with ``--backend postgresql``, a fresh database ``priorauth_bench_<random>`` (dropped at the end);
@@ -41,7 +41,7 @@ collapsed stacks (open them in https://speedscope.app) and prints where the time
 the request (the service's functions) and by library. ``--profile-gil`` samples only the thread holding the GIL,
 which is the server's CPU time spent in Python.
 The ``--x-...`` options try changes on the server process by monkeypatching at start-up (threadpool size, GIL
-switch interval, pool pre-ping, an async token check); the service's code is not changed.
+switch interval, the connection pool); the service's code is not changed.
 """
 
 from __future__ import annotations
@@ -955,7 +955,7 @@ def _install_timers(out: str) -> None:
 
 def _install_tweaks(tweaks: dict) -> None:
     """Experiments on the running server, by monkeypatching in the worker process (the service's code is not
-    changed): the GIL switch interval, the threadpool size, the connection pool, pool pre-ping."""
+    changed): the GIL switch interval, the threadpool size, the connection pool."""
     import anyio.to_thread
 
     import priorauth.service.app as app_mod
@@ -963,37 +963,13 @@ def _install_tweaks(tweaks: dict) -> None:
 
     if tweaks.get("switch_interval"):
         sys.setswitchinterval(float(tweaks["switch_interval"]))
-    if tweaks.get("async_auth"):
-        # the bearer-token dependency as ``async def``: FastAPI runs a plain ``def`` dependency in the threadpool,
-        # so every request would queue for a thread twice (token check, then svc.submit); the check itself is a
-        # 0.2 ms JWT decode with no I/O. Must be patched before the routers are imported.
-        from fastapi import Depends, Request
-        from fastapi.security import HTTPAuthorizationCredentials
-
-        import priorauth.service.http as http_mod
-
-        if "priorauth.service.fhir_api" in sys.modules:
-            raise RuntimeError("async_auth: the routers are already imported")
-
-        def caller(*roles):
-            async def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(
-                    http_mod._bearer)):
-                return request.app.state.tokens.principal(request.headers.get("authorization"), roles)
-
-            # real annotations (this module's are strings, which FastAPI would resolve in the wrong namespace)
-            dependency.__annotations__ = {"request": Request, "credentials": HTTPAuthorizationCredentials | None}
-            return dependency
-
-        http_mod.caller = caller
-    if tweaks.get("pool_size") or tweaks.get("no_pre_ping"):
+    if tweaks.get("pool_size"):
         create_engine = store_mod.create_engine
 
         def patched_create_engine(url, **kw):
-            if tweaks.get("pool_size") and "pool_size" in kw:
+            if "pool_size" in kw:
                 kw["pool_size"] = int(tweaks["pool_size"])
                 kw["max_overflow"] = int(tweaks.get("max_overflow", kw["pool_size"]))
-            if tweaks.get("no_pre_ping"):
-                kw.pop("pool_pre_ping", None)
             return create_engine(url, **kw)
 
         store_mod.create_engine = patched_create_engine
@@ -1159,9 +1135,6 @@ def parse_args(argv=None):
                    help="threads for the sync endpoints and run_in_threadpool (anyio default 40)")
     x.add_argument("--x-pool-size", type=int, default=None,
                    help="SQLAlchemy pool_size = max_overflow (the store's default is 10 + 10)")
-    x.add_argument("--x-no-pre-ping", action="store_true", help="turn off pool_pre_ping (one round trip per checkout)")
-    x.add_argument("--x-async-auth", action="store_true",
-                   help="run the bearer-token dependency as async def (no threadpool hop before the endpoint)")
     ap.add_argument("--src", type=Path, default=None,
                     help="run the server from this folder holding the priorauth package (such as a copy of src/)")
     ap.add_argument("--no-verify-audit", action="store_true", help="skip walking the audit chain afterwards")
@@ -1257,8 +1230,7 @@ def run(args) -> dict:
     elif args.ref:
         SERVER_SRC = export_ref(args.ref, env.dir)
     tweaks = {k: v for k, v in (("switch_interval", args.x_switch_interval), ("threadpool", args.x_threadpool),
-                                ("pool_size", args.x_pool_size), ("no_pre_ping", args.x_no_pre_ping),
-                                ("async_auth", args.x_async_auth)) if v}
+                                ("pool_size", args.x_pool_size)) if v}
     server = Server(env, free_port(), args.workers, args.instrument.resolve() if args.instrument else None, tweaks)
     result["server_experiments"] = tweaks
     try:
