@@ -251,6 +251,35 @@ def test_without_a_content_extension_the_subscription_is_id_only(h, receiver):
     assert r.json()["channel"]["_payload"]["extension"] == [{"url": CONTENT_EXT, "valueCode": "id-only"}]
 
 
+def test_with_a_public_base_url_the_notification_references_are_absolute(url, receiver):
+    h = make_harness(url, base_url="https://pa.plan.example/priorauth")
+    try:
+        sid = subscribe(h, "lakeshore", subscription(receiver.url())).json()["id"]
+        [hs] = receiver.bundles()
+        assert status_of(hs)["subscription"] == {
+            "reference": f"https://pa.plan.example/priorauth/fhir/Subscription/{sid}"}
+        case_id = submitted(h)
+        h.decide("dr-reviewer", case_id, "approve")
+        assert deliver_pending(h.app) == 1
+        [note] = receiver.bundles(None, "event-notification")
+        [ev] = status_of(note)["events"]
+        assert ev["focus"] == [{"reference": f"https://pa.plan.example/priorauth/fhir/ClaimResponse/{case_id}"}]
+        # the entry's request stays relative to the FHIR base, as in any history Bundle
+        assert note["entry"][1]["request"]["url"] == f"ClaimResponse/{case_id}"
+    finally:
+        h.app.state.notifier.stop()
+        h.store.close()
+
+
+@pytest.mark.parametrize("value", ["pa.plan.example", "ftp://pa.plan.example", "https://", "https://x/?a=1",
+                                   "https://x/#f"])
+def test_a_base_url_that_is_not_an_absolute_http_address_is_refused(value):
+    from priorauth.service.settings import settings_from_env
+
+    with pytest.raises(ValueError, match="PRIORAUTH_BASE_URL"):
+        settings_from_env({"PRIORAUTH_BASE_URL": value, "PRIORAUTH_DATA_DIR": "/nonexistent-priorauth"})
+
+
 # ---- organizations ---------------------------------------------------------------------------------------------
 def test_another_organizations_subscription_gets_nothing_and_cannot_reach_ours(h, receiver):
     ours = subscribe(h, "lakeshore", subscription(receiver.url("/lakeshore"))).json()["id"]

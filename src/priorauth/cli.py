@@ -232,12 +232,12 @@ def policy_schema() -> None:
 
 
 def _service_env(database_url: Optional[str], data_dir: Optional[Path], config: Optional[Path],
-                 policy: Optional[Path]) -> dict:
+                 policy: Optional[Path], base_url: Optional[str] = None) -> dict:
     import os
 
     env = {}
     for key, value in (("DATABASE_URL", database_url), ("DATA_DIR", data_dir), ("CONFIG", config),
-                       ("POLICY", policy)):
+                       ("POLICY", policy), ("BASE_URL", base_url)):
         if value is not None:
             env[f"PRIORAUTH_{key}"] = str(Path(value).resolve()) if isinstance(value, Path) else value
     os.environ.update(env)
@@ -279,6 +279,9 @@ def serve(
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (share one database)."),
     seed: bool = typer.Option(True, "--seed/--no-seed", help="Submit the bundled example requests into an empty store."),
+    base_url: Optional[str] = typer.Option(
+        None, "--base-url", help="The service's public address (such as https://pa.plan.example), for absolute "
+                                 "references in subscription notifications."),
 ) -> None:
     """Run the authorization service (FastAPI on uvicorn); OpenAPI docs at /docs."""
     import uvicorn
@@ -286,7 +289,7 @@ def serve(
     from priorauth.service.core import AuthorizationService
     from priorauth.service.settings import examples_dir, settings_from_env
 
-    _service_env(database_url, data_dir, config, policy)
+    _service_env(database_url, data_dir, config, policy, base_url)
     try:
         settings = settings_from_env()
     except Exception as exc:  # noqa: BLE001 - settings problems are reported by name

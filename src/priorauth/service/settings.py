@@ -12,7 +12,7 @@ from typing import Callable
 
 from priorauth.config import PayerConfig
 
-__all__ = ["ServiceSettings", "data_dir", "signing_key"]
+__all__ = ["ServiceSettings", "data_dir", "signing_key", "public_base_url"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024       # as a case file or a request Bundle read from disk
 
@@ -68,7 +68,26 @@ class ServiceSettings:
     deliver_notifications: bool = True
     delivery_interval_seconds: float = 1.0
     threads: int = 8                       # worker threads per process for the blocking work
+    # where providers reach the service (scheme, host, any path prefix), for absolute references in what the
+    # service sends out (subscription notifications); None: references relative to the FHIR base
+    base_url: str | None = None
     now: Callable[[], datetime] = _utcnow
+
+
+def public_base_url(value: str) -> str:
+    """The service's public address, checked: an absolute http(s) URL with a host, no query or fragment; returned
+    without a trailing slash."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(value.strip())
+        host = u.hostname
+    except ValueError:
+        host = None
+    if host is None or u.scheme not in ("http", "https") or u.query or u.fragment:
+        raise ValueError(f"PRIORAUTH_BASE_URL: an absolute http or https URL, such as https://pa.plan.example "
+                         f"(got {value[:80]!r})")
+    return value.strip().rstrip("/")
 
 
 def examples_dir() -> Path | None:
@@ -84,7 +103,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     """Settings from ``PRIORAUTH_*`` variables, as ``priorauth serve`` hands them to its workers:
     ``DATABASE_URL``, ``DATA_DIR``, ``CONFIG`` (payer configuration YAML), ``POLICY``, ``SIGNING_KEY``,
     ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off), ``THREADS`` (worker threads per
-    process, default 8)."""
+    process, default 8), ``BASE_URL`` (the service's public address, such as ``https://pa.plan.example``, for
+    absolute references in notifications)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -99,7 +119,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
         raise ValueError("PRIORAUTH_THREADS: 1 to 256")
     if not ttl.isdigit() or not 60 <= int(ttl) <= 86400:
         raise ValueError("PRIORAUTH_TOKEN_TTL: seconds, 60 to 86400")
+    base_url = public_base_url(env["PRIORAUTH_BASE_URL"]) if env.get("PRIORAUTH_BASE_URL") else None
     return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
                            config=load_config(cfg) if cfg else PayerConfig(),
                            policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
-                           deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads))
+                           deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads),
+                           base_url=base_url)

@@ -296,11 +296,13 @@ def _served(row: SubscriptionRow) -> dict:
 
 # ---- notification resources ------------------------------------------------------------------------------------
 def status_parameters(subscription_id: str, status: str, type_: str, events_since_start: int, *,
-                      event: dict | None = None, error: str | None = None, id_: str | None = None) -> dict:
+                      event: dict | None = None, error: str | None = None, id_: str | None = None,
+                      fhir_base: str = "") -> dict:
     """A backport SubscriptionStatus for R4 (a Parameters). ``event``: ``{"number", "timestamp", "focus",
-    "additional"}`` for one notification-event."""
+    "additional"}`` for one notification-event. ``fhir_base``: prefix of the Subscription reference (the
+    service's public FHIR base with a trailing slash, or empty for a relative reference)."""
     params: list[dict] = [
-        {"name": "subscription", "valueReference": {"reference": f"Subscription/{subscription_id}"}},
+        {"name": "subscription", "valueReference": {"reference": f"{fhir_base}Subscription/{subscription_id}"}},
         {"name": "topic", "valueCanonical": PAS_TOPIC},
         {"name": "status", "valueCode": status},
         {"name": "type", "valueCode": type_},
@@ -384,6 +386,9 @@ class Notifier:
         self.lease_seconds = LEASE_SECONDS
         self.timeout_seconds = TIMEOUT_SECONDS
         self.interval = max(0.05, float(getattr(self.settings, "delivery_interval_seconds", 1.0)))
+        base = getattr(self.settings, "base_url", None)
+        #: the prefix of references in notifications: the public FHIR base when the service knows it
+        self.fhir_base = f"{base}/fhir/" if base else ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
@@ -410,7 +415,8 @@ class Notifier:
                                       "content": req.content, "header_count": len(req.headers),
                                       "organization": who.organization})
         handshake = notification_bundle(sid, status_parameters(sid, "requested", "handshake", 0,
-                                                               id_=str(uuid.uuid5(_NAMESPACE, f"{sid}|handshake"))),
+                                                               id_=str(uuid.uuid5(_NAMESPACE, f"{sid}|handshake")),
+                                                               fhir_base=self.fhir_base),
                                         now, bundle_id=str(uuid.uuid5(_NAMESPACE, f"{sid}|handshake|bundle")))
         with httpx.Client(timeout=self.timeout_seconds, follow_redirects=False) as client:
             ok, error = self._post(client, req.endpoint, req.headers, handshake)
@@ -571,12 +577,12 @@ class Notifier:
                 log.warning("notification %s: the ClaimResponse could not be built (%s); sent without it",
                             job.id, type(exc).__name__)
         event = {"number": job.event_number, "timestamp": _instant(job.created_at),
-                 "focus": None if job.content == "empty" else f"ClaimResponse/{job.case_id}",
+                 "focus": None if job.content == "empty" else f"{self.fhir_base}ClaimResponse/{job.case_id}",
                  "additional": additional}
         key = f"{job.subscription_id}|{job.event_number}"
         params = status_parameters(job.subscription_id, "active", "event-notification",
                                    max(job.events_since_start, job.event_number), event=event,
-                                   id_=str(uuid.uuid5(_NAMESPACE, key)))
+                                   id_=str(uuid.uuid5(_NAMESPACE, key)), fhir_base=self.fhir_base)
         return notification_bundle(job.subscription_id, params, self.now(), resources=resources,
                                    bundle_id=str(uuid.uuid5(_NAMESPACE, key + "|bundle")))
 
