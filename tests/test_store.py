@@ -85,6 +85,19 @@ def count(store, table: str) -> int:
         return c.execute(text(f"select count(*) from {table}")).scalar_one()
 
 
+APPEND_ONLY = ("submissions", "determinations", "decisions", "events", "audit_log")
+
+
+def bypass_append_only(store, table: str = "audit_log") -> None:
+    """What a database owner could do to rewrite history: turn the table's append-only triggers off."""
+    with store.engine.begin() as c:
+        if store.dialect == "postgresql":
+            c.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+        else:
+            for verb in ("update", "delete"):
+                c.execute(text(f"DROP TRIGGER {table}_no_{verb}"))
+
+
 # ---- tests ---------------------------------------------------------------------------------------------------
 def test_migrate_from_empty_matches_the_models(url):
     from alembic.autogenerate import compare_metadata
@@ -94,7 +107,7 @@ def test_migrate_from_empty_matches_the_models(url):
     assert s.schema_revision() is None
     s.migrate()
     s.migrate()                                   # idempotent
-    assert s.schema_revision() == "0003_compression"
+    assert s.schema_revision() == "0004_append_only"
     with s.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
         if s.dialect == "postgresql" and c.execute(text(
@@ -265,6 +278,7 @@ def test_audit_chain_verifies_and_tampering_is_found(store):
     with pytest.raises(PatientDataInAudit):
         store.audit("x", "admin", "oops", None, {"member_id": case.member.id})
     assert store.verify_audit() == (True, 6, None)
+    bypass_append_only(store)                     # as a database owner could: the chain still finds it
     with store.engine.begin() as c:
         c.execute(text("update audit_log set actor = 'someone-else' where seq = 3"))
     assert store.verify_audit() == (False, 2, 3)
@@ -279,6 +293,7 @@ def test_audit_chain_verifies_and_tampering_is_found(store):
 def test_truncating_the_audit_log_is_found(store):
     for i in range(3):
         store.audit("admin:ops", "admin", "audit.export", None, {"n": i})
+    bypass_append_only(store)
     with store.engine.begin() as c:
         c.execute(text("delete from audit_log where seq = 3"))
     assert store.verify_audit() == (False, 2, 3)
@@ -414,3 +429,26 @@ def test_a_listener_for_submissions_writes_in_the_submissions_transaction(store)
     assert count(store, "cases") == 1 and store.verify_audit() == (True, 1, None)
     store.listen(boom, {"decision.approve"})            # a listener for other kinds leaves submissions alone
     assert submit(store, *scenario_bundle(1, "LISTEN-2")).created
+
+
+def test_the_record_is_append_only_in_the_database(store):
+    """Whoever connects, the stored submissions, determinations, decisions, events and audit rows cannot be
+    changed or removed: the database refuses, and nothing is lost."""
+    from sqlalchemy.exc import DBAPIError
+
+    r = submit(store, *example("eligible-flc-only.json"))
+    store.record_decision(r.case.id, decision("pend", "send the FLC series"), REVIEWER)
+    before = [count(store, t) for t in APPEND_ONLY]
+    assert all(before)
+    statements = [(t, f"UPDATE {t} SET case_id = case_id") for t in APPEND_ONLY] + \
+        [(t, f"DELETE FROM {t}") for t in APPEND_ONLY]
+    if store.dialect == "postgresql":
+        statements += [(t, f"TRUNCATE {t} CASCADE") for t in APPEND_ONLY]
+    for table, statement in statements:
+        with pytest.raises(DBAPIError, match=f"{table} is append-only"):
+            with store.engine.begin() as c:
+                c.execute(text(statement))
+    assert [count(store, t) for t in APPEND_ONLY] == before
+    assert store.verify_audit() == (True, 2, None)
+    # the case itself still moves (its status, outcome and due time are the mutable part, each change an event)
+    assert store.case(r.case.id).status == "pending_information"

@@ -1,7 +1,9 @@
 """The tables of the authorization store (SQLAlchemy 2 typed ORM).
 
 Everything is append-only except ``cases.status``, ``cases.outcome`` and ``cases.due_at`` (every change of
-those also appends an :class:`Event`) and the one-row ``audit_head`` pointer that serializes audit appends.
+those also appends an :class:`Event`) and the one-row ``audit_head`` pointer that serializes audit appends
+(and the service's clients, subscriptions and notification outbox). Submissions, determinations, decisions,
+events and the audit log refuse UPDATE and DELETE in the database as well (triggers, migration 0004).
 All times are stored in UTC and read back as timezone-aware datetimes.
 """
 
