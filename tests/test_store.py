@@ -452,3 +452,24 @@ def test_the_record_is_append_only_in_the_database(store):
     assert store.verify_audit() == (True, 2, None)
     # the case itself still moves (its status, outcome and due time are the mutable part, each change an event)
     assert store.case(r.case.id).status == "pending_information"
+
+
+def test_a_changed_submission_is_found_against_its_audit_entry(store):
+    first = submit(store, *scenario_bundle(0, "VERIFY-1"))
+    second = submit(store, *scenario_bundle(1, "VERIFY-2"))
+    updated, _ = scenario_bundle(2, "VERIFY-3")
+    store.resubmit(first.case.id, updated, json.dumps(updated), received_at=RECEIVED + timedelta(days=1),
+                   evaluate=evaluate, actor=PROVIDER)
+    assert store.verify_submissions() == (3, [])
+    bypass_append_only(store, "submissions")        # as a database owner could
+    changed = json.loads(second.submission.text)
+    changed["entry"][0]["resource"]["item"][0]["quantity"] = {"value": 2}
+    with store.engine.begin() as c:
+        c.execute(text("UPDATE submissions SET text = :t WHERE id = :id"),
+                  {"t": json.dumps(changed), "id": second.submission.id})
+        c.execute(text("UPDATE submissions SET text = 'not JSON' WHERE case_id = :c AND sequence = 2"),
+                  {"c": first.case.id})
+    assert store.verify_submissions() == (3, [
+        f"case {second.case.id} submission 1: its content is not what was stored",
+        f"case {first.case.id} submission 2: its content is not what was stored"])
+    assert store.verify_audit()[0]                  # the chain itself is intact: the rows around it changed

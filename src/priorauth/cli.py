@@ -350,14 +350,23 @@ def audit_verify(
     database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
 ) -> None:
-    """Walk the hash-chained audit log; exit 1 at the first entry that does not verify."""
+    """Walk the hash-chained audit log, and check every stored submission against the content hash its audit
+    entry recorded; exit 1 at the first entry that does not verify or when a submission does not match."""
     store = _open_store(database_url, data_dir)
-    ok, checked, bad = store.verify_audit()
-    store.close()
+    try:
+        ok, checked, bad = store.verify_audit()
+        submissions, problems = store.verify_submissions() if ok else (0, [])
+    finally:
+        store.close()
     if not ok:
         _err(f"audit chain broken at entry {bad} ({checked} entries verified before it)")
         raise typer.Exit(1)
-    typer.echo(f"audit chain verified: {checked} entries")
+    if problems:
+        for problem in problems:
+            _err(problem)
+        _err(f"audit chain verified ({checked} entries), but submissions do not match what was recorded")
+        raise typer.Exit(1)
+    typer.echo(f"audit chain verified: {checked} entries; {submissions} submissions match their audit entries")
 
 
 @app.command()

@@ -456,6 +456,41 @@ class Store:
                 return False, checked, checked + 1
         return True, checked, None
 
+    def verify_submissions(self, limit: int = 100) -> tuple[int, list[str]]:
+        """Each stored submission against the content hash its audit entry recorded when it was stored:
+        ``(submissions checked, problems)``, at most ``limit`` problems, each naming the case and the submission's
+        sequence (a submission whose content changed, or one stored without its audit entry)."""
+        by_id: dict[int, str] = {}                      # entries that name the submission's row id
+        by_sequence: dict[tuple[str, int], str] = {}    # entries that name it by case and sequence
+        problems: list[str] = []
+        checked = 0
+        with self._read() as s:
+            rows = s.execute(select(AuditRow.case_id, AuditRow.detail)
+                             .where(AuditRow.action.in_(("case.submit", "case.resubmit")))
+                             .execution_options(yield_per=1000))
+            for case_id, detail in rows:
+                d = json.loads(detail)
+                if isinstance(d.get("submission"), int):
+                    by_id[d["submission"]] = d.get("content_hash")
+                elif isinstance(d.get("sequence"), int):
+                    by_sequence[(case_id, d["sequence"])] = d.get("content_hash")
+            subs = s.execute(select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.sequence,
+                                    SubmissionRow.text).order_by(SubmissionRow.id).execution_options(yield_per=200))
+            for sid, case_id, sequence, text_ in subs:
+                checked += 1
+                expected = by_id.get(sid) or by_sequence.get((case_id, sequence))
+                if expected is None:
+                    problem = "no audit entry records it"
+                else:
+                    try:
+                        actual = content_hash(orjson.loads(text_))
+                    except orjson.JSONDecodeError:
+                        actual = None
+                    problem = None if actual == expected else "its content is not what was stored"
+                if problem and len(problems) < limit:
+                    problems.append(f"case {case_id} submission {sequence}: {problem}")
+        return checked, problems
+
     # ---- writes ----------------------------------------------------------------------------------------------
     def _change(self, s: Session, case: CaseRow, kind: str, at: datetime, **changes: Any) -> None:
         diff = {}

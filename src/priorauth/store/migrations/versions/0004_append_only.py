@@ -1,8 +1,8 @@
 """The record is append-only in the database too: the verbatim submissions, the determinations, the reviewers'
 decisions, the case events and the audit log refuse UPDATE and DELETE (and, on PostgreSQL, TRUNCATE) by
 trigger, whoever connects. The store never changes these rows. A database owner can still drop or disable the
-triggers: a rewritten audit log is then found by ``priorauth audit verify`` (the hash chain), and each
-submission's audit entry carries the hash of its content.
+triggers: ``priorauth audit verify`` then finds a rewritten audit log (the hash chain) and a rewritten
+submission (against the content hash its audit entry recorded).
 
 Revision ID: 0004_append_only
 Revises: 0003_compression
