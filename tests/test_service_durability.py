@@ -73,8 +73,8 @@ def _cli(store: dict, *args: str, check: bool = True) -> subprocess.CompletedPro
 class Server:
     """``priorauth serve`` in its own process group, its output in a log file."""
 
-    def __init__(self, store: dict, log: Path):
-        self.store, self.log_path = store, log
+    def __init__(self, store: dict, log: Path, workers: int = 1):
+        self.store, self.log_path, self.workers = store, log, workers
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -82,8 +82,9 @@ class Server:
     def start(self) -> "Server":
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            _priorauth() + ["serve", "--port", str(self.port), "--no-seed", "--config", str(self.store["config"])]
-            + _store_args(self.store), stdout=self.log, stderr=subprocess.STDOUT, env=self.store["env"],
+            _priorauth() + ["serve", "--port", str(self.port), "--no-seed", "--config", str(self.store["config"]),
+                            "--workers", str(self.workers)] + _store_args(self.store),
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.store["env"],
             cwd=self.store["data_dir"], start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -246,13 +247,13 @@ def _check_store(url: str, acked: dict[str, dict]) -> dict[str, int]:
         engine.dispose()
 
 
-@pytest.mark.parametrize("url", ["sqlite", "postgresql"], indirect=True)
-def test_sigkill_mid_burst_loses_no_acknowledged_submission(store, tmp_path, request):
+@pytest.mark.parametrize("url, workers", [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)], indirect=["url"])
+def test_sigkill_mid_burst_loses_no_acknowledged_submission(store, tmp_path, request, workers):
     secret = _cli(store, "client", "add", "burst-provider", "--role", "provider",
                   "--organization", "org-burst").stdout.strip().splitlines()[-1]
     run = uuid.uuid4().hex[:8]
     bundles = _bundles(BURST, run)
-    server = Server(store, tmp_path / "server.log")
+    server = Server(store, tmp_path / "server.log", workers)
     try:
         server.start()
         token = _token(server.base, "burst-provider", secret)
@@ -271,7 +272,7 @@ def test_sigkill_mid_burst_loses_no_acknowledged_submission(store, tmp_path, req
     assert verify.returncode == 0, f"audit verify after the SIGKILL:\n{verify.stdout}\n{verify.stderr}"
 
     # the same store serves again
-    again = Server(store, tmp_path / "server-again.log")
+    again = Server(store, tmp_path / "server-again.log", workers)
     try:
         again.start()
         assert httpx.get(f"{again.base}/health", timeout=5).json()["status"] == "ok"
@@ -300,5 +301,5 @@ def test_sigkill_mid_burst_loses_no_acknowledged_submission(store, tmp_path, req
     assert verify.returncode == 0, f"audit verify after the restart:\n{verify.stdout}\n{verify.stderr}"
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
-        print(f"\n[priorauth durability] {store['url'].split(':')[0]}: {len(bundles)} fired, {len(acked)} "
-              f"acknowledged before the SIGKILL, {failed} unanswered, {counts['cases']} stored", flush=True)
+        print(f"\n[priorauth durability] {store['url'].split(':')[0]}, {workers} worker(s): {len(bundles)} fired, "
+              f"{len(acked)} acknowledged before the SIGKILL, {failed} unanswered, {counts['cases']} stored", flush=True)

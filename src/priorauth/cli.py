@@ -277,7 +277,7 @@ def serve(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (share one database)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (share one database; each new connection goes to the least busy)."),
     seed: bool = typer.Option(True, "--seed/--no-seed", help="Submit the bundled example requests into an empty store."),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", help="The service's public address (such as https://pa.plan.example), for absolute "
@@ -307,8 +307,13 @@ def serve(
     store.close()
     typer.echo(f"priorauth {__version__} on http://{host}:{port} (store: {_safe_url(settings.database_url)}); "
                f"API docs at /docs")
-    uvicorn.run("priorauth.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+    if workers > 1:
+        from priorauth.service.workers import serve_workers
+
+        serve_workers(host, port, workers)
+    else:
+        uvicorn.run("priorauth.service.app:app_from_env", factory=True, host=host, port=port, log_level="info",
+                    access_log=False)
 
 
 @client_app.command("add")
