@@ -307,12 +307,12 @@ def serve(
     store.close()
     typer.echo(f"priorauth {__version__} on http://{host}:{port} (store: {_safe_url(settings.database_url)}); "
                f"API docs at /docs")
-    if workers > 1:
-        from priorauth.service.workers import serve_workers
+    from priorauth.service import workers as supervisor
 
-        serve_workers(host, port, workers)
-    else:
-        uvicorn.run("priorauth.service.app:app_from_env", factory=True, host=host, port=port, log_level="info",
+    if workers > 1 and supervisor.supported():
+        supervisor.serve_workers(host, port, workers)
+    else:     # one worker, or where descriptors cannot be passed: uvicorn's own workers on a shared socket
+        uvicorn.run(supervisor.APP, factory=True, host=host, port=port, workers=workers, log_level="info",
                     access_log=False)
 
 

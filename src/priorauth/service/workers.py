@@ -23,7 +23,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["serve_workers", "APP"]
+__all__ = ["serve_workers", "supported", "APP"]
 
 APP = "priorauth.service.app:app_from_env"
 log = logging.getLogger("priorauth.service.workers")
@@ -33,6 +33,11 @@ _CLOSED = b"C"                           # + the worker's count of closed connec
 _CONNECTION = b"c"                       # with one descriptor: a connection to serve
 _GRACE_SECONDS = 30.0
 _START_WAIT = 60.0                       # seconds to wait for every worker before accepting with those ready
+
+
+def supported() -> bool:
+    """Passing descriptors between processes (Unix sockets with SCM_RIGHTS): not on Windows."""
+    return hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET") and hasattr(socket, "AF_UNIX")
 
 
 # ---- the worker --------------------------------------------------------------------------------------------------
