@@ -358,8 +358,9 @@ def test_admin_registers_clients_and_others_cannot(h):
     r = h.client.post("/admin/clients", headers=h.auth("dr-reviewer"), json={"client_id": "x", "role": "admin"})
     assert r.status_code == 403
     verified = h.client.get("/admin/audit/verify", headers=h.auth("ops-admin")).json()
-    assert verified["ok"] is True and verified["first_bad"] is None and verified["submission_problems"] == []
-    assert verified["submissions"] == len(h.store.queue()) and verified["entries"] == len(h.store.audit_entries())
+    assert verified["ok"] is True and verified["first_bad"] is None and verified["record_problems"] == []
+    assert verified["records"]["submissions"] == len(h.store.queue())
+    assert verified["entries"] == len(h.store.audit_entries())
 
 
 # ---- audit and logs --------------------------------------------------------------------------------------------

@@ -454,14 +454,17 @@ def test_the_record_is_append_only_in_the_database(store):
     assert store.case(r.case.id).status == "pending_information"
 
 
-def test_a_changed_submission_is_found_against_its_audit_entry(store):
+def test_changed_records_are_found_against_their_audit_entries(store):
     first = submit(store, *scenario_bundle(0, "VERIFY-1"))
     second = submit(store, *scenario_bundle(1, "VERIFY-2"))
     updated, _ = scenario_bundle(2, "VERIFY-3")
-    store.resubmit(first.case.id, updated, json.dumps(updated), received_at=RECEIVED + timedelta(days=1),
-                   evaluate=evaluate, actor=PROVIDER)
-    assert store.verify_submissions() == (3, [])
-    bypass_append_only(store, "submissions")        # as a database owner could
+    third = store.resubmit(first.case.id, updated, json.dumps(updated), received_at=RECEIVED + timedelta(days=1),
+                           evaluate=evaluate, actor=PROVIDER)
+    d1 = store.record_decision(second.case.id, decision("pend", "send the FLC series"), REVIEWER)
+    store.record_decision(first.case.id, decision("pend", "send the PET-CT report"), REVIEWER)
+    assert store.verify_records() == ({"submissions": 3, "determinations": 3, "decisions": 2}, [])
+    for table in ("submissions", "determinations", "decisions"):
+        bypass_append_only(store, table)            # as a database owner could
     changed = json.loads(second.submission.text)
     changed["entry"][0]["resource"]["item"][0]["quantity"] = {"value": 2}
     with store.engine.begin() as c:
@@ -469,7 +472,15 @@ def test_a_changed_submission_is_found_against_its_audit_entry(store):
                   {"t": json.dumps(changed), "id": second.submission.id})
         c.execute(text("UPDATE submissions SET text = 'not JSON' WHERE case_id = :c AND sequence = 2"),
                   {"c": first.case.id})
-    assert store.verify_submissions() == (3, [
+        c.execute(text("UPDATE determinations SET outcome = 'does_not_meet', "
+                       "result_json = replace(result_json, '\"outcome\":\"', '\"outcome\":\"x') WHERE id = :id"),
+                  {"id": third.determination.id})
+        c.execute(text("UPDATE decisions SET reason = 'approved after all' WHERE id = :id"), {"id": d1.id})
+    counts, problems = store.verify_records()
+    assert counts == {"submissions": 3, "determinations": 3, "decisions": 2}
+    assert problems == [
         f"case {second.case.id} submission 1: its content is not what was stored",
-        f"case {first.case.id} submission 2: its content is not what was stored"])
+        f"case {first.case.id} submission 2: its content is not what was stored",
+        f"case {first.case.id} determination of submission 2: its content is not what was stored",
+        f"case {second.case.id} decision {d1.id}: its content is not what was stored"]
     assert store.verify_audit()[0]                  # the chain itself is intact: the rows around it changed

@@ -355,12 +355,13 @@ def audit_verify(
     database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
 ) -> None:
-    """Walk the hash-chained audit log, and check every stored submission against the content hash its audit
-    entry recorded; exit 1 at the first entry that does not verify or when a submission does not match."""
+    """Walk the hash-chained audit log, and check every stored submission, determination and decision against
+    the hash its audit entry recorded; exit 1 at the first entry that does not verify or when a record does not
+    match."""
     store = _open_store(database_url, data_dir)
     try:
         ok, checked, bad = store.verify_audit()
-        submissions, problems = store.verify_submissions() if ok else (0, [])
+        counts, problems = store.verify_records() if ok else ({}, [])
     finally:
         store.close()
     if not ok:
@@ -369,9 +370,11 @@ def audit_verify(
     if problems:
         for problem in problems:
             _err(problem)
-        _err(f"audit chain verified ({checked} entries), but submissions do not match what was recorded")
+        _err(f"audit chain verified ({checked} entries), but stored records do not match what was recorded")
         raise typer.Exit(1)
-    typer.echo(f"audit chain verified: {checked} entries; {submissions} submissions match their audit entries")
+    typer.echo(f"audit chain verified: {checked} entries; {counts['submissions']} submissions, "
+               f"{counts['determinations']} determinations and {counts['decisions']} decisions match their "
+               "audit entries")
 
 
 @app.command()

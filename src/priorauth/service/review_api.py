@@ -125,10 +125,10 @@ def add_client(request: Request, body: ClientIn, who: Principal = Depends(caller
                           "organization": body.organization}, 201)
 
 
-@admin.get("/audit/verify", summary="Walk the audit chain and check the stored submissions against it")
+@admin.get("/audit/verify", summary="Walk the audit chain and check the stored records against it")
 def audit_verify(request: Request, who: Principal = Depends(caller("admin"))):
     svc = service_of(request)
     ok, checked, bad = svc.store.verify_audit()
-    submissions, problems = svc.store.verify_submissions() if ok else (0, [])
-    return json_response({"ok": ok and not problems, "entries": checked, "first_bad": bad,
-                          "submissions": submissions, "submission_problems": problems})
+    counts, problems = svc.store.verify_records() if ok else ({}, [])
+    return json_response({"ok": ok and not problems, "entries": checked, "first_bad": bad, "records": counts,
+                          "record_problems": problems})

@@ -109,6 +109,19 @@ def content_hash(bundle: dict) -> str:
     return hashlib.sha256(orjson.dumps(bundle, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def record_hash(text_: str) -> str:
+    """SHA-256 of a stored record's text (a determination's result JSON), as its audit entry carries it."""
+    return hashlib.sha256(text_.encode("utf-8")).hexdigest()
+
+
+def decision_hash(row: "DecisionRow") -> str:
+    """SHA-256 of a decision's content (canonical JSON, times to the microsecond in UTC)."""
+    return record_hash(canonical_json({
+        "action": row.action, "reason": row.reason, "reviewer_npi": row.reviewer_npi, "specialty": row.specialty,
+        "auth_number": row.auth_number, "decided_at": _instant(row.decided_at),
+        "recorded_at": _instant(row.recorded_at)}))
+
+
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
@@ -456,40 +469,77 @@ class Store:
                 return False, checked, checked + 1
         return True, checked, None
 
-    def verify_submissions(self, limit: int = 100) -> tuple[int, list[str]]:
-        """Each stored submission against the content hash its audit entry recorded when it was stored:
-        ``(submissions checked, problems)``, at most ``limit`` problems, each naming the case and the submission's
-        sequence (a submission whose content changed, or one stored without its audit entry)."""
-        by_id: dict[int, str] = {}                      # entries that name the submission's row id
-        by_sequence: dict[tuple[str, int], str] = {}    # entries that name it by case and sequence
+    def verify_records(self, limit: int = 100) -> tuple[dict[str, int], list[str]]:
+        """Each stored submission, determination and decision against the hash its audit entry recorded when it
+        was stored: ``({"submissions": n, "determinations": n, "decisions": n}, problems)`` (rows checked; at
+        most ``limit`` problems, each naming the case and the row: content changed, or no audit entry records
+        it). A determination or decision whose audit entry carries no hash (one stored before the entries did) is
+        not counted."""
+        subs_by_id: dict[int, str] = {}                 # submission row id -> content hash
+        subs_by_seq: dict[tuple[str, int], str] = {}    # (case, sequence) -> content hash
+        dets_by_seq: dict[tuple[str, int], str] = {}    # (case, submission sequence) -> determination hash
+        dets_by_id: dict[int, str] = {}
+        decisions: dict[int, str] = {}
         problems: list[str] = []
-        checked = 0
+        counts = {"submissions": 0, "determinations": 0, "decisions": 0}
+
+        def problem(text_: str) -> None:
+            if len(problems) < limit:
+                problems.append(text_)
+
         with self._read() as s:
-            rows = s.execute(select(AuditRow.case_id, AuditRow.detail)
-                             .where(AuditRow.action.in_(("case.submit", "case.resubmit")))
+            rows = s.execute(select(AuditRow.case_id, AuditRow.action, AuditRow.detail)
+                             .where(AuditRow.action.in_(("case.submit", "case.resubmit", "case.decide")))
                              .execution_options(yield_per=1000))
-            for case_id, detail in rows:
+            for case_id, action, detail in rows:
                 d = json.loads(detail)
+                if action == "case.decide":
+                    if isinstance(d.get("decision"), int) and d.get("decision_hash"):
+                        decisions[d["decision"]] = d["decision_hash"]
+                    continue
                 if isinstance(d.get("submission"), int):
-                    by_id[d["submission"]] = d.get("content_hash")
+                    subs_by_id[d["submission"]] = d.get("content_hash")
+                    if isinstance(d.get("determination"), int) and d.get("determination_hash"):
+                        dets_by_id[d["determination"]] = d["determination_hash"]
                 elif isinstance(d.get("sequence"), int):
-                    by_sequence[(case_id, d["sequence"])] = d.get("content_hash")
-            subs = s.execute(select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.sequence,
-                                    SubmissionRow.text).order_by(SubmissionRow.id).execution_options(yield_per=200))
-            for sid, case_id, sequence, text_ in subs:
-                checked += 1
-                expected = by_id.get(sid) or by_sequence.get((case_id, sequence))
+                    subs_by_seq[(case_id, d["sequence"])] = d.get("content_hash")
+                    if d.get("determination_hash"):
+                        dets_by_seq[(case_id, d["sequence"])] = d["determination_hash"]
+            sequence_of: dict[int, tuple[str, int]] = {}
+            for sid, case_id, sequence, text_ in s.execute(
+                    select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.sequence, SubmissionRow.text)
+                    .order_by(SubmissionRow.id).execution_options(yield_per=200)):
+                counts["submissions"] += 1
+                sequence_of[sid] = (case_id, sequence)
+                expected = subs_by_id.get(sid) or subs_by_seq.get((case_id, sequence))
                 if expected is None:
-                    problem = "no audit entry records it"
-                else:
-                    try:
-                        actual = content_hash(orjson.loads(text_))
-                    except orjson.JSONDecodeError:
-                        actual = None
-                    problem = None if actual == expected else "its content is not what was stored"
-                if problem and len(problems) < limit:
-                    problems.append(f"case {case_id} submission {sequence}: {problem}")
-        return checked, problems
+                    problem(f"case {case_id} submission {sequence}: no audit entry records it")
+                    continue
+                try:
+                    actual = content_hash(orjson.loads(text_))
+                except orjson.JSONDecodeError:
+                    actual = None
+                if actual != expected:
+                    problem(f"case {case_id} submission {sequence}: its content is not what was stored")
+            for did, sid, case_id, result_json in s.execute(
+                    select(DeterminationRow.id, DeterminationRow.submission_id, DeterminationRow.case_id,
+                           DeterminationRow.result_json).order_by(DeterminationRow.id)
+                    .execution_options(yield_per=200)):
+                expected = dets_by_id.get(did) or dets_by_seq.get(sequence_of.get(sid, (case_id, -1)))
+                if expected is None:
+                    continue
+                counts["determinations"] += 1
+                if record_hash(result_json) != expected:
+                    problem(f"case {case_id} determination of submission {sequence_of.get(sid, ('', '?'))[1]}: "
+                            "its content is not what was stored")
+            for row in s.scalars(select(DecisionRow).order_by(DecisionRow.id).execution_options(yield_per=200)):
+                expected = decisions.get(row.id)
+                if expected is None:
+                    continue
+                counts["decisions"] += 1
+                if decision_hash(row) != expected:
+                    problem(f"case {row.case_id} decision {row.id}: its content is not what was stored")
+        return counts, problems
 
     # ---- writes ----------------------------------------------------------------------------------------------
     def _change(self, s: Session, case: CaseRow, kind: str, at: datetime, **changes: Any) -> None:
@@ -563,7 +613,8 @@ class Store:
             {"status": [None, STATUS_PENDED], "outcome": [None, det.outcome],
              "due_at": [None, _instant(due) if due else None]}))
         # the submission is named by its case and sequence (ids the database gives are not known before)
-        audit = {"sequence": 1, "content_hash": digest, "outcome": det.outcome, "organization": organization}
+        audit = {"sequence": 1, "content_hash": digest, "determination_hash": record_hash(drow.result_json),
+                 "outcome": det.outcome, "organization": organization}
         for _attempt in range(3):
             # a new identifier (the common case) is one write; a used one is then a replay or a conflict
             if self._insert_new_case(row, sub, drow, ev, actor, audit):
@@ -706,7 +757,8 @@ class Store:
                 s.flush()
                 self._append_audit(s, actor.name, actor.role, "case.resubmit", case_id,
                                    {"submission": sub.id, "sequence": sub.sequence, "determination": drow.id,
-                                    "content_hash": digest, "outcome": det.outcome})
+                                    "content_hash": digest, "determination_hash": record_hash(drow.result_json),
+                                    "outcome": det.outcome})
         if conflict is not None:
             raise conflict
         return SubmitResult(row, sub, drow, True)
@@ -725,7 +777,7 @@ class Store:
             s.flush()
             self._append_audit(s, actor.name, actor.role, "case.decide", case_id,
                                {"decision": d.id, "action": decision.action, "reviewer_npi": decision.reviewer_npi,
-                                "cited": list(decision.cited)})
+                                "cited": list(decision.cited), "decision_hash": decision_hash(d)})
             return d
 
     def extend(self, case_id: str, due_at: datetime, reason: str, actor: Actor) -> CaseRow:

@@ -2,7 +2,7 @@
 decisions, the case events and the audit log refuse UPDATE and DELETE (and, on PostgreSQL, TRUNCATE) by
 trigger, whoever connects. The store never changes these rows. A database owner can still drop or disable the
 triggers: ``priorauth audit verify`` then finds a rewritten audit log (the hash chain) and a rewritten
-submission (against the content hash its audit entry recorded).
+submission, determination or decision (against the hash its audit entry recorded).
 
 Revision ID: 0004_append_only
 Revises: 0003_compression
