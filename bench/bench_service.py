@@ -791,12 +791,13 @@ def _install_timers(out: str) -> None:
                 add(label, perf() - t0, 0.0)
         return wrapper
 
-    for cls, name, label in (
+    for owner, name, label in (          # classes and modules whose functions are timed
             (AuthorizationService, "submit", "svc.submit (in the threadpool)"),
             (AuthorizationService, "_prior_case", "svc._prior_case"),
             (AuthorizationService, "evaluate", "svc.evaluate"),
             (AuthorizationService, "response", "svc.response (rebuild from the store)"),
             (Store, "submit", "store.submit"),
+            (Store, "_insert_new_case", "store._insert_new_case (one statement on PostgreSQL)"),
             (Store, "_try_replay", "store._try_replay (read txn; audit txn on a replay)"),
             (Store, "_find_submission", "store._find_submission (1 SELECT)"),
             (Store, "_identifier_used", "store._identifier_used (1-2 SELECT)"),
@@ -806,10 +807,6 @@ def _install_timers(out: str) -> None:
             (Session, "flush", "sqlalchemy Session.flush (explicit and autoflush)"),
             (Session, "close", "sqlalchemy Session.close (returns the connection)"),
             (TokenIssuer, "principal", "auth: bearer token check (JWT)"),
-    ):
-        if hasattr(cls, name):
-            setattr(cls, name, timed(label, getattr(cls, name)))
-    for mod, name, label in (
             (core_mod, "case_from_bundle", "engine: case_from_bundle (FHIR intake)"),
             (core_mod, "determine", "engine: determine"),
             (core_mod, "review_due", "engine: review_due"),
@@ -819,8 +816,8 @@ def _install_timers(out: str) -> None:
             (store_mod, "audit_hash", "store: audit_hash"),
             (fhir_mod, "fhir_response", "fhir_response (orjson.dumps + Response)"),
     ):
-        if hasattr(mod, name):
-            setattr(mod, name, timed(label, getattr(mod, name)))
+        if hasattr(owner, name):
+            setattr(owner, name, timed(label, getattr(owner, name)))
     fhir_mod.read_resource = timed_async("read_resource (wall: awaiting the body + parse)", fhir_mod.read_resource)
     fhir_mod.run_in_threadpool = timed_async("run_in_threadpool (wall: queueing for a thread + svc.submit)",
                                              fhir_mod.run_in_threadpool)
@@ -854,14 +851,6 @@ def _install_timers(out: str) -> None:
     from sqlalchemy.pool import QueuePool
 
     QueuePool._do_get = timed("pool: get a connection (waits when all are in use)", QueuePool._do_get)
-    ping = DefaultDialect.do_ping
-    try:
-        from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psycopg as PGC
-
-        PGC.do_ping = timed("sql: pool pre-ping", PGC.do_ping)
-    except ImportError:  # pragma: no cover
-        pass
-    DefaultDialect.do_ping = timed("sql: pool pre-ping", ping)
 
     def sql_kind(statement: str) -> str:
         words = statement.split()

@@ -189,6 +189,14 @@ class Failures:
             saved = f"\n    body saved in {path}"
         self.seen[key] = f"{where}: {problem[:600]}\n    input: {reproduce[:900]}{saved}"
 
+    def response(self, r, where: str, reproduce: str, expect=None, body: bytes | None = None) -> None:
+        """A response's problems as failures: a 4xx that is not an OperationOutcome (or a 500), and a status
+        outside ``expect`` when given."""
+        for p in outcome_problems(r):
+            self.add(where, p, reproduce, body)
+        if expect is not None and r.status_code not in expect:
+            self.add(where, f"{r.status_code}, expected {sorted(expect)}: {r.text[:200]}", reproduce)
+
     def check(self) -> None:
         assert not self.seen, f"{len(self.seen)} distinct failures:\n" + "\n".join(self.seen.values())
 
@@ -849,11 +857,7 @@ def test_raw_bodies_media_types_and_encodings(h, request):
             headers["Content-Type"] = ctype
         r = h.client.post(f"/fhir/Claim/${endpoint}", content=body, headers=headers)
         statuses[r.status_code] += 1
-        for p in outcome_problems(r):
-            failures.add(f"POST {endpoint} ({ctype})", p, repr(body[:300]), body)
-        if expect is not None and r.status_code not in expect:
-            failures.add(f"POST {endpoint} ({ctype})", f"{r.status_code}, expected {sorted(expect)}: {r.text[:200]}",
-                         repr(body[:300]))
+        failures.response(r, f"POST {endpoint} ({ctype})", repr(body[:300]), expect, body)
         return r
 
     @_fuzz(150)
@@ -994,11 +998,7 @@ def test_bad_tokens_are_401_and_wrong_roles_403(h, request):
             headers["Authorization"] = auth
         path = path.replace("/x", f"/{case_id}")
         r = h.client.request(method, path, content=body if method == "POST" else None, headers=headers)
-        for p in outcome_problems(r):
-            failures.add(f"{method} {path} [{label}]", p, auth or "(none)")
-        if r.status_code not in expect:
-            failures.add(f"{method} {path} [{label}]", f"{r.status_code}, expected {sorted(expect)}: {r.text[:200]}",
-                         (auth or "(none)")[:200])
+        failures.response(r, f"{method} {path} [{label}]", (auth or "(none)")[:200], expect)
         return r
 
     for method, path in SECURED:
@@ -1042,11 +1042,7 @@ def test_token_endpoint_answers_rfc6749_errors(h, request):
         if auth is not None:
             headers["Authorization"] = auth
         r = h.client.post("/oauth/token", content=body, headers=headers)
-        for p in outcome_problems(r):
-            failures.add("POST /oauth/token", p, f"{ctype} {auth} {body[:200]!r}")
-        if r.status_code not in expect:
-            failures.add("POST /oauth/token", f"{r.status_code}, expected {sorted(expect)}: {r.text[:200]}",
-                         f"{ctype} {auth} {body[:200]!r}")
+        failures.response(r, "POST /oauth/token", f"{ctype} {auth} {body[:200]!r}", expect)
         if r.status_code == 200:
             assert r.json()["token_type"] == "Bearer" and r.headers["cache-control"] == "no-store"
         return r

@@ -95,7 +95,7 @@ def validate_resource(resource: Any, base: str | None = None) -> list[tuple[str,
     except ValidationError as err:
         for e in err.errors(include_url=False):
             problems.append((_loc(base, tuple(e["loc"])), e["msg"].removeprefix("Value error, ")))
-    except (AttributeError, TypeError, ValueError, RecursionError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError) as exc:
         # some of the models' own validators fail on a value of the wrong JSON type instead of reporting it
         return problems + [(base, f"an element holds a value of the wrong type (a number or object where text "
                                   f"belongs): {type(exc).__name__}")]

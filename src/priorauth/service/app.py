@@ -4,11 +4,8 @@ request size limit, and the OAuth2 token endpoint."""
 from __future__ import annotations
 
 import gc
-
 import logging
-import os
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import orjson
 from fastapi import FastAPI, Request
@@ -33,6 +30,12 @@ log = logging.getLogger("priorauth.service")
 
 def _outcome_response(status: int, outcome: dict, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(outcome), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def _route(request: Request) -> str:
+    """The route's path template for a log line (never the request's own path, which may carry ids)."""
+    route = request.scope.get("route")
+    return route.path if route is not None else "(no route)"
 
 
 def _field(loc: tuple) -> str:
@@ -169,8 +172,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError):
         # the database did not answer or dropped the connection (the pool discards it); nothing was acknowledged
-        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__, request.method,
-                    request.scope.get("route").path if request.scope.get("route") else "(no route)")
+        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__, request.method, _route(request))
         return _outcome_response(503, operation_outcome([(
             "transient", "the store is unavailable; nothing was recorded, send the request again", None)]),
             {"Retry-After": "5"})
@@ -180,7 +182,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
         # a value from the request the database will not store (PostgreSQL: longer than its column, or a NUL
         # character); nothing was written (the transaction rolled back). No value in the log: it may be patient data
         log.warning("the database refused a value (%s) on %s %s", type(exc.orig).__name__, request.method,
-                    request.scope.get("route").path if request.scope.get("route") else "(no route)")
+                    _route(request))
         return _outcome_response(400, operation_outcome([(
             "value", "a value in the request cannot be stored: it is longer than its element allows or holds a "
                      "character the database refuses (such as NUL)", None)]))
@@ -188,8 +190,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         # no request content and no exception message in the log: either may carry patient data
-        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.scope.get("route").path
-                  if request.scope.get("route") else "(no route)")
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, _route(request))
         return _outcome_response(500, operation_outcome([("exception", "the server could not complete the request; "
                                                           "it has been logged", None)]))
 

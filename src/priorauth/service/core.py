@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ from priorauth.reporting import OPEN_STATUSES
 from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.settings import ServiceSettings
-from priorauth.store import (Actor, BundleIdentifierMissing, CaseNotFound, IdempotencyConflict, Store,
+from priorauth.store import (BundleIdentifierMissing, CaseNotFound, IdempotencyConflict, Store,
                              SubmitResult)
-from priorauth.store.models import CaseRow, DecisionRow, DeterminationRow, SubmissionRow
+from priorauth.store.models import CaseRow, DecisionRow, DeterminationRow, SubmissionRow, as_utc
 from priorauth.terminology import load_terminology
 
 __all__ = ["AuthorizationService", "OPEN_STATUSES", "DECIDED_STATUSES"]
@@ -37,12 +37,9 @@ SEED_ORGANIZATION = "examples"
 SEED_IDENTIFIER_SYSTEM = "urn:priorauth:example-seed"
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
 
 def _instant(dt: datetime | None) -> str | None:
-    return None if dt is None else _utc(dt).isoformat().replace("+00:00", "Z")
+    return None if dt is None else as_utc(dt).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ class AuthorizationService:
         case = case_from_bundle(bundle, "Bundle", eligibility=self.config.member_eligibility)
         det = determine(case, self.policy, self.config, terminology=self.term)
         lob = self.term.line_of_business(case.member.line_of_business)
-        return case, replace(det, due=review_due(_utc(received_at), case.request.urgency, lob, self.policy,
+        return case, replace(det, due=review_due(as_utc(received_at), case.request.urgency, lob, self.policy,
                                                  self.config))
 
     # ---- submit ----------------------------------------------------------------------------------------------
@@ -76,13 +73,14 @@ class AuthorizationService:
         received = self.settings.now()
         organization = principal.organization or principal.role
         prior = self._prior_case(bundle, principal)
-        case_id = str(uuid.uuid4())          # a new case's id, known before it is stored: its response names it
+        # the case the response names: a new case's id is chosen before it is stored
+        case_id = prior.id if prior is not None else str(uuid.uuid4())
         answered: list[dict] = []
 
         def evaluate(b: Any) -> tuple[Any, Determination]:
             case, det = self.evaluate(b, received)
             try:   # a request the response cannot be made for is refused before anything is stored
-                answered.append(response_bundle(det, request=b, created=_utc(received).replace(microsecond=0),
+                answered.append(response_bundle(det, request=b, created=as_utc(received).replace(microsecond=0),
                                                 response_id=case_id))
             except ValueError as exc:
                 raise ApiError(422, f"the request cannot be answered: {exc}", code="business-rule") from None
@@ -178,8 +176,8 @@ class AuthorizationService:
                                         decided_at=dec_row.decided_at, auth_number=dec_row.auth_number)
             created = dec_row.recorded_at
         created = created or det_row.created_at
-        return response_bundle(det, request=bundle, created=_utc(created).replace(microsecond=0)
-                                if decision is None else _utc(created), decision=decision, response_id=case_id)
+        return response_bundle(det, request=bundle, created=as_utc(created).replace(microsecond=0)
+                                if decision is None else as_utc(created), decision=decision, response_id=case_id)
 
     @staticmethod
     def claim_response(bundle: dict) -> dict:
@@ -220,7 +218,7 @@ class AuthorizationService:
     # ---- reviewer --------------------------------------------------------------------------------------------
     def is_overdue(self, row: CaseRow, now: datetime | None = None) -> bool:
         now = now or self.settings.now()
-        return row.status in OPEN_STATUSES and row.due_at is not None and _utc(row.due_at) < _utc(now)
+        return row.status in OPEN_STATUSES and row.due_at is not None and as_utc(row.due_at) < as_utc(now)
 
     def case_summary(self, row: CaseRow, now: datetime | None = None) -> dict[str, Any]:
         return {"id": row.id, "request_id": row.request_id, "organization": row.organization,
@@ -281,7 +279,7 @@ class AuthorizationService:
                            code="business-rule")
         base = row.due_at or self.settings.now()
         try:
-            return self.store.extend(case_id, _utc(base) + timedelta(hours=hours), reason, principal.actor)
+            return self.store.extend(case_id, as_utc(base) + timedelta(hours=hours), reason, principal.actor)
         except ValueError as exc:
             raise ApiError(422, str(exc), str(exc).split(":")[0], code="business-rule") from None
 
@@ -291,7 +289,7 @@ class AuthorizationService:
             raise ApiError(409, f"the case is {row.status}; only a decided case is appealed", "status",
                            code="business-rule")
         lob = self.term.line_of_business(row.line_of_business)
-        due = review_due(_utc(self.settings.now()), urgency, lob, self.policy, self.config)
+        due = review_due(as_utc(self.settings.now()), urgency, lob, self.policy, self.config)
         try:
             return self.store.appeal(case_id, reason, principal.actor, due_at=due)
         except ValueError as exc:

@@ -103,8 +103,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     """Settings from ``PRIORAUTH_*`` variables, as ``priorauth serve`` hands them to its workers:
     ``DATABASE_URL``, ``DATA_DIR``, ``CONFIG`` (payer configuration YAML), ``POLICY``, ``SIGNING_KEY``,
     ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off), ``THREADS`` (worker threads per
-    process, default 8), ``BASE_URL`` (the service's public address, such as ``https://pa.plan.example``, for
-    absolute references in notifications)."""
+    process, default ``ServiceSettings.threads``), ``BASE_URL`` (the service's public address, such as
+    ``https://pa.plan.example``, for absolute references in notifications)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -114,7 +114,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     cfg = env.get("PRIORAUTH_CONFIG")
     policy = env.get("PRIORAUTH_POLICY")
     ttl = env.get("PRIORAUTH_TOKEN_TTL", "3600")
-    threads = env.get("PRIORAUTH_THREADS", "8")
+    threads = env.get("PRIORAUTH_THREADS", str(ServiceSettings.threads))
     if not threads.isdigit() or not 1 <= int(threads) <= 256:
         raise ValueError("PRIORAUTH_THREADS: 1 to 256")
     if not ttl.isdigit() or not 60 <= int(ttl) <= 86400:

@@ -26,7 +26,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -42,7 +42,7 @@ from priorauth.service.auth import Principal
 from priorauth.service.errors import FHIR_JSON, ApiError, operation_outcome
 from priorauth.service.http import FHIR_BODY, caller, fhir_response, read_resource
 from priorauth.store import Actor, Store
-from priorauth.store.models import CaseRow, EventRow, NotificationRow, SubscriptionRow
+from priorauth.store.models import CaseRow, EventRow, NotificationRow, SubscriptionRow, as_utc
 
 __all__ = ["router", "install", "deliver_pending", "Notifier", "PAS_TOPIC", "NOTIFY_KINDS", "status_parameters",
            "notification_bundle"]
@@ -86,12 +86,9 @@ _ID = r"^[A-Za-z0-9\-\.]{1,64}$"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:priorauth:subscription-notification")
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
 
 def _instant(dt: datetime) -> str:
-    return _utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(dt).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _shown(value: Any) -> str:
@@ -112,19 +109,11 @@ class Requested:
 Issue = tuple[str, str, str]          # (OperationOutcome issue code, diagnostics, FHIRPath)
 
 
-def _structure(resource: dict) -> tuple[list[Issue], bool]:
-    """The problems the FHIR (R4B model) validation finds, and whether it could run at all."""
-    try:
-        return [("structure", msg, path) for path, msg in validate_resource(resource, "Subscription")], True
-    except Exception:  # noqa: BLE001 - the model validator trips over some wrongly typed values; named below
-        return [], False
-
-
 def check_subscription(resource: dict, now: datetime) -> Requested:
     """The endpoint, headers, content and end of a Subscription this service accepts; otherwise ApiError: 400
     when it is not a valid FHIR Subscription, 422 when it is valid but asks for what the service does not do.
     Every problem found is listed, each with the element it is about."""
-    structure, validated = _structure(resource)
+    structure = [("structure", msg, path) for path, msg in validate_resource(resource, "Subscription")]
     rules: list[Issue] = []
     status = resource.get("status")
     if isinstance(status, str) and status not in STATUSES:
@@ -189,15 +178,13 @@ def check_subscription(resource: dict, now: datetime) -> Requested:
     end = None
     if isinstance(resource.get("end"), str):
         try:
-            end = _utc(datetime.fromisoformat(resource["end"]))
+            end = as_utc(datetime.fromisoformat(resource["end"]))
         except ValueError:
             _once(structure, ("structure", "end is an instant (such as 2027-06-30T00:00:00Z)", "Subscription.end"))
         else:
             if end <= now:
                 rules.append(("business-rule", "the subscription would end before it starts; leave end out or "
                                                "give a time to come", "Subscription.end"))
-    if not validated and not structure and not rules:
-        structure.append(("structure", "the body is not a valid FHIR Subscription", "Subscription"))
     if structure:
         raise ApiError(400, structure[0][1], outcome=operation_outcome(structure + rules))
     if rules:
@@ -385,17 +372,16 @@ class Notifier:
         self.max_backoff_seconds = MAX_BACKOFF_SECONDS
         self.lease_seconds = LEASE_SECONDS
         self.timeout_seconds = TIMEOUT_SECONDS
-        self.interval = max(0.05, float(getattr(self.settings, "delivery_interval_seconds", 1.0)))
-        base = getattr(self.settings, "base_url", None)
+        self.interval = max(0.05, float(self.settings.delivery_interval_seconds))
         #: the prefix of references in notifications: the public FHIR base when the service knows it
-        self.fhir_base = f"{base}/fhir/" if base else ""
+        self.fhir_base = f"{self.settings.base_url}/fhir/" if self.settings.base_url else ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
-        return _utc(self.settings.now())
+        return as_utc(self.settings.now())
 
     # ---- the API's work ----------------------------------------------------------------------------------------
     def create(self, resource: dict, who: Principal) -> dict:
@@ -478,8 +464,7 @@ class Notifier:
 
     # ---- the outbox (inside the case change's transaction) ---------------------------------------------------
     def on_case_change(self, s: Session, case: CaseRow, kind: str, event: EventRow) -> None:
-        if kind not in NOTIFY_KINDS:
-            return
+        """The store's listener for the kinds in NOTIFY_KINDS (see install())."""
         now = self.now()
         subs = s.execute(select(SubscriptionRow.id, SubscriptionRow.resource_json)
                          .where(SubscriptionRow.organization == case.organization,
@@ -680,7 +665,7 @@ def _end(resource_json: str) -> datetime | None:
         return None
     end = orjson.loads(resource_json).get("end")
     try:
-        return _utc(datetime.fromisoformat(end)) if isinstance(end, str) else None
+        return as_utc(datetime.fromisoformat(end)) if isinstance(end, str) else None
     except ValueError:
         return None
 

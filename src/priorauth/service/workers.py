@@ -255,5 +255,6 @@ class _Supervisor:
 
 def serve_workers(host: str, port: int, workers: int, log_level: str = "info") -> None:
     """Run ``workers`` worker processes behind one listening socket (see the module's text)."""
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(levelname)s:     %(message)s")
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
+                        format="%(levelname)s:     %(message)s")
     _Supervisor(host, port, workers, log_level).run()

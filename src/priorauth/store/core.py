@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from priorauth import __version__
 from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
-                                    DeterminationRow, EventRow, SubmissionRow, UTCDateTime)
+                                    DeterminationRow, EventRow, SubmissionRow, UTCDateTime, as_utc)
 
 __all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
            "BundleIdentifierMissing", "PatientDataInAudit", "default_url", "content_hash", "canonical_json",
@@ -122,12 +122,9 @@ def decision_hash(row: "DecisionRow") -> str:
         "recorded_at": _instant(row.recorded_at)}))
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
-
 
 def _instant(dt: datetime) -> str:
-    return _utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return as_utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _now() -> datetime:
@@ -313,7 +310,8 @@ class Store:
         if self.dialect == "sqlite" and u.database and u.database != ":memory:" and fcntl is not None:
             self._lock_file = f"{u.database}.write-lock"
         self._lock_fds: dict[int, int] = {}
-        self._write_depth = 0        # see listen(): the service's outbox writes its notifications there
+        self._write_depth = 0
+        # see listen(): the service's outbox writes its notifications there
         self._listeners: list[tuple[Callable[[Session, CaseRow, str, EventRow], None], frozenset[str] | None]] = []
 
     @staticmethod
@@ -405,10 +403,16 @@ class Store:
     # ---- audit -----------------------------------------------------------------------------------------------
     def _append_audit(self, s: Session, actor: str, role: str, action: str, case_id: str | None,
                       detail: dict | None) -> AuditRow:
+        if self.dialect == "postgresql":
+            # the same chain link in one statement: PostgreSQL locks the head, hashes (``sha256``) the canonical
+            # row that Python prepared around the two values only the head knows, inserts the row and moves the
+            # head; its row lock is held for one round trip and the commit, not for several
+            params = self._audit_params(actor, role, action, case_id, detail)
+            seq, prev, h = s.execute(_PG_APPEND_AUDIT, params).one()
+            return AuditRow(seq=seq, at=params["audit_at"], actor=actor, role=role, action=action, case_id=case_id,
+                            detail=params["detail"], prev_hash=prev, hash=h)
         detail = dict(detail or {})
         _check_no_patient_data(detail)
-        if self.dialect == "postgresql":
-            return self._append_audit_pg(s, actor, role, action, case_id, detail)
         head_seq, head_hash = s.execute(_LOCK_HEAD).one()
         at = self.clock()
         seq = head_seq + 1
@@ -419,19 +423,15 @@ class Store:
         s.execute(_UPDATE_HEAD, {"new_seq": seq, "new_hash": h})
         return AuditRow(**values)
 
-    def _append_audit_pg(self, s: Session, actor: str, role: str, action: str, case_id: str | None,
-                         detail: dict) -> AuditRow:
-        """The same chain link in one statement: PostgreSQL locks the head, hashes (``sha256``) the canonical
-        row that Python prepared around the two values only the head knows, inserts the row and moves the head.
-        The head's row lock is then held for one round trip and the commit, not for several (each of which
-        waits for this process's other threads)."""
+    def _audit_params(self, actor: str, role: str, action: str, case_id: str | None, detail: dict | None) -> dict:
+        """The parameters of the PostgreSQL audit link (:func:`_pg_audit_link`): the entry, checked for patient
+        data and stamped with the store's clock, and its canonical text around the head's hash and number."""
+        detail = dict(detail or {})
+        _check_no_patient_data(detail)
         at = self.clock()
         prefix, middle = _audit_text_parts(at, actor, role, action, case_id, detail)
-        seq, prev, h = s.execute(_PG_APPEND_AUDIT, {
-            "prefix": prefix, "middle": middle, "audit_at": at, "actor": actor, "role": role, "action": action,
-            "audit_case_id": case_id, "detail": canonical_json(detail)}).one()
-        return AuditRow(seq=seq, at=at, actor=actor, role=role, action=action, case_id=case_id,
-                        detail=canonical_json(detail), prev_hash=prev, hash=h)
+        return {"prefix": prefix, "middle": middle, "audit_at": at, "actor": actor, "role": role, "action": action,
+                "audit_case_id": case_id, "detail": canonical_json(detail)}
 
     def audit(self, actor: str, role: str, action: str, case_id: str | None = None,
               detail: dict | None = None) -> AuditRow:
@@ -475,10 +475,10 @@ class Store:
         most ``limit`` problems, each naming the case and the row: content changed, or no audit entry records
         it). A determination or decision whose audit entry carries no hash (one stored before the entries did) is
         not counted."""
-        subs_by_id: dict[int, str] = {}                 # submission row id -> content hash
-        subs_by_seq: dict[tuple[str, int], str] = {}    # (case, sequence) -> content hash
-        dets_by_seq: dict[tuple[str, int], str] = {}    # (case, submission sequence) -> determination hash
-        dets_by_id: dict[int, str] = {}
+        # what the audit recorded of each submission (its entry's detail: the content hash and the hash of the
+        # determination made of it), named by row id (updates) or by case and sequence (new cases)
+        by_id: dict[int, dict] = {}
+        by_sequence: dict[tuple[str, int], dict] = {}
         decisions: dict[int, str] = {}
         problems: list[str] = []
         counts = {"submissions": 0, "determinations": 0, "decisions": 0}
@@ -496,48 +496,41 @@ class Store:
                 if action == "case.decide":
                     if isinstance(d.get("decision"), int) and d.get("decision_hash"):
                         decisions[d["decision"]] = d["decision_hash"]
-                    continue
-                if isinstance(d.get("submission"), int):
-                    subs_by_id[d["submission"]] = d.get("content_hash")
-                    if isinstance(d.get("determination"), int) and d.get("determination_hash"):
-                        dets_by_id[d["determination"]] = d["determination_hash"]
+                elif isinstance(d.get("submission"), int):
+                    by_id[d["submission"]] = d
                 elif isinstance(d.get("sequence"), int):
-                    subs_by_seq[(case_id, d["sequence"])] = d.get("content_hash")
-                    if d.get("determination_hash"):
-                        dets_by_seq[(case_id, d["sequence"])] = d["determination_hash"]
-            sequence_of: dict[int, tuple[str, int]] = {}
+                    by_sequence[(case_id, d["sequence"])] = d
+            recorded: dict[int, tuple[int, dict]] = {}      # submission id -> (sequence, its audit detail)
             for sid, case_id, sequence, text_ in s.execute(
                     select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.sequence, SubmissionRow.text)
                     .order_by(SubmissionRow.id).execution_options(yield_per=200)):
                 counts["submissions"] += 1
-                sequence_of[sid] = (case_id, sequence)
-                expected = subs_by_id.get(sid) or subs_by_seq.get((case_id, sequence))
-                if expected is None:
+                entry = by_id.get(sid) or by_sequence.get((case_id, sequence))
+                if entry is None:
                     problem(f"case {case_id} submission {sequence}: no audit entry records it")
                     continue
+                recorded[sid] = (sequence, entry)
                 try:
                     actual = content_hash(orjson.loads(text_))
                 except orjson.JSONDecodeError:
                     actual = None
-                if actual != expected:
+                if actual != entry.get("content_hash"):
                     problem(f"case {case_id} submission {sequence}: its content is not what was stored")
-            for did, sid, case_id, result_json in s.execute(
-                    select(DeterminationRow.id, DeterminationRow.submission_id, DeterminationRow.case_id,
-                           DeterminationRow.result_json).order_by(DeterminationRow.id)
-                    .execution_options(yield_per=200)):
-                expected = dets_by_id.get(did) or dets_by_seq.get(sequence_of.get(sid, (case_id, -1)))
-                if expected is None:
+            for sid, case_id, result_json in s.execute(
+                    select(DeterminationRow.submission_id, DeterminationRow.case_id, DeterminationRow.result_json)
+                    .order_by(DeterminationRow.id).execution_options(yield_per=200)):
+                sequence, entry = recorded.get(sid, (None, {}))
+                if not entry.get("determination_hash"):
                     continue
                 counts["determinations"] += 1
-                if record_hash(result_json) != expected:
-                    problem(f"case {case_id} determination of submission {sequence_of.get(sid, ('', '?'))[1]}: "
+                if record_hash(result_json) != entry["determination_hash"]:
+                    problem(f"case {case_id} determination of submission {sequence}: "
                             "its content is not what was stored")
             for row in s.scalars(select(DecisionRow).order_by(DecisionRow.id).execution_options(yield_per=200)):
-                expected = decisions.get(row.id)
-                if expected is None:
+                if row.id not in decisions:
                     continue
                 counts["decisions"] += 1
-                if decision_hash(row) != expected:
+                if decision_hash(row) != decisions[row.id]:
                     problem(f"case {row.case_id} decision {row.id}: its content is not what was stored")
         return counts, problems
 
@@ -601,7 +594,7 @@ class Store:
         digest = content_hash(bundle)
         case, det = evaluate(bundle)
         at = at or self.clock()
-        due = _utc(det.due) if det.due else None
+        due = as_utc(det.due) if det.due else None
         row = CaseRow(id=case_id or str(uuid.uuid4()), identifier_system=system, identifier_value=value,
                       request_id=str(case.id), organization=organization, member_id=case.member.id,
                       line_of_business=case.member.line_of_business, urgency=case.request.urgency,
@@ -628,7 +621,6 @@ class Store:
                          actor: Actor, audit: dict) -> bool:
         """Insert a new case with its first submission, determination, event and audit entry, all or nothing;
         False (nothing written) when the identifier is already used."""
-        _check_no_patient_data(audit)
         if self.dialect == "postgresql" and not self._listening("submitted"):
             return self._insert_new_case_pg(row, sub, drow, ev, actor, audit)
         try:
@@ -649,8 +641,6 @@ class Store:
 
     def _insert_new_case_pg(self, row: CaseRow, sub: SubmissionRow, drow: DeterminationRow, ev: EventRow,
                             actor: Actor, audit: dict) -> bool:
-        audit_at = self.clock()
-        prefix, middle = _audit_text_parts(audit_at, actor.name, actor.role, "case.submit", row.id, audit)
         params = {"case_id": row.id, "system": row.identifier_system, "value": row.identifier_value,
                   "request_id": row.request_id, "organization": row.organization, "member_id": row.member_id,
                   "line_of_business": row.line_of_business, "urgency": row.urgency,
@@ -659,9 +649,7 @@ class Store:
                   "policy_id": drow.policy_id, "policy_version": drow.policy_version,
                   "policy_content_hash": drow.policy_content_hash, "engine_version": drow.engine_version,
                   "result_json": drow.result_json, "at": drow.created_at, "event_detail": ev.detail,
-                  "prefix": prefix, "middle": middle, "audit_at": audit_at, "actor": actor.name,
-                  "role": actor.role, "action": "case.submit", "audit_case_id": row.id,
-                  "detail": canonical_json(audit)}
+                  **self._audit_params(actor.name, actor.role, "case.submit", row.id, audit)}
         with self._autocommit.connect() as conn:
             got = conn.execute(_PG_SUBMIT, params).first()
         if got is None:
@@ -753,7 +741,7 @@ class Store:
                 drow = self._determination_row(case_id, sub.id, det, at)
                 s.add(drow)
                 self._change(s, row, "resubmitted", at, status=STATUS_PENDED, outcome=det.outcome,
-                             due_at=_utc(det.due) if det.due else row.due_at)
+                             due_at=as_utc(det.due) if det.due else row.due_at)
                 s.flush()
                 self._append_audit(s, actor.name, actor.role, "case.resubmit", case_id,
                                    {"submission": sub.id, "sequence": sub.sequence, "determination": drow.id,
@@ -786,10 +774,10 @@ class Store:
             raise ValueError("reason: an extension needs a reason")
         with self.writing() as s:
             row = self._locked_case(s, case_id)
-            if row.due_at is not None and _utc(due_at) <= row.due_at:
+            if row.due_at is not None and as_utc(due_at) <= row.due_at:
                 raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
             at = self.clock()
-            self._change(s, row, "extension", at, due_at=_utc(due_at))
+            self._change(s, row, "extension", at, due_at=as_utc(due_at))
             self._append_audit(s, actor.name, actor.role, "case.extend", case_id,
                                {"due_at": _instant(due_at), "reason_length": len(reason)})
             return row
@@ -805,7 +793,7 @@ class Store:
                 raise ValueError("the case has no decision to appeal")
             at = self.clock()
             self._change(s, row, "appeal", at, status=STATUS_APPEALED,
-                         due_at=_utc(due_at) if due_at is not None else row.due_at)
+                         due_at=as_utc(due_at) if due_at is not None else row.due_at)
             self._append_audit(s, actor.name, actor.role, "case.appeal", case_id, {"reason_length": len(reason)})
             return row
 
@@ -910,7 +898,7 @@ class Store:
             elif val is not None:
                 q = q.where(col.in_(list(val)))
         if due_before is not None:
-            q = q.where(CaseRow.due_at < _utc(due_before))
+            q = q.where(CaseRow.due_at < as_utc(due_before))
         if line_of_business is not None:
             q = q.where(CaseRow.line_of_business == line_of_business)
         if organization is not None:

@@ -15,10 +15,15 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Te
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "UTCDateTime", "CaseRow", "SubmissionRow", "DeterminationRow", "DecisionRow", "EventRow",
+__all__ = ["Base", "UTCDateTime", "as_utc", "CaseRow", "SubmissionRow", "DeterminationRow", "DecisionRow", "EventRow",
            "AuditRow", "AuditHead", "ClientRow", "SubscriptionRow", "NotificationRow", "GENESIS_HASH"]
 
 GENESIS_HASH = "0" * 64
+
+
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC, timezone-aware; a naive value is taken as UTC."""
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 class UTCDateTime(TypeDecorator):
@@ -32,13 +37,11 @@ class UTCDateTime(TypeDecorator):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return None if value is None else as_utc(value)
 
 
 class Base(DeclarativeBase):
