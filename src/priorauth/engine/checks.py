@@ -388,27 +388,67 @@ def prior_class_exposure(f: Facts, p: ClassParams) -> CheckResult:
 
 
 # ---- I.A.6 / III.B ----------------------------------------------------------------------------------------
+_CNS_PLACES = {"diagnosis": "the request's diagnoses", "history": "the history", "assessment": "the assessments"}
+
+
+def _cns_place(x) -> str:
+    place = _CNS_PLACES.get(x.where, x.where)
+    return f"in {place} ({x.path})" if x.path else f"in {place}"
+
+
+def _cns_not_counted(cns) -> str:
+    """The mentions that were read and did not count, each with why, and the uncertain ones a work-up settled."""
+    parts: list[str] = []
+    for x in cns.disregarded:
+        part = f"{x.quote!r}: {x.match.why or x.match.assertion}, not a finding"
+        if part not in parts:
+            parts.append(part)
+    if cns.uncertain and cns.negative_workups:
+        w = cns.negative_workups[0]
+        for x in cns.uncertain:
+            parts.append(f"{x.quote!r}: uncertain, settled by the negative work-up {w.phrase!r} {_cns_place(w)}")
+    return "; not counted: " + "; ".join(parts) if parts else ""
+
+
+def _cns_evidence(mentions) -> tuple[Evidence, ...]:
+    return tuple(Evidence(f"{x.match.label} ({x.match.assertion})" if x.match.assertion != "present" else x.match.label,
+                          x.quote, source=x.source) for x in mentions)
+
+
 @register("no_cns_pathology", NoParams)
 def no_cns_pathology(f: Facts, p: NoParams) -> CheckResult:
     """No CNS involvement by the malignancy and no clinically relevant CNS pathology, now or in the history."""
-    found = f.cns_findings
+    cns = f.cns_findings
     att = f.case.attestations
-    if found:
-        quotes = "; ".join(f"{x.match.label}: {x.quote!r} ({x.where})" for x in found)
-        return CheckResult(NOT_MET, f"CNS finding on record: {quotes}; whether it is clinically relevant is the "
-                                    "reviewer's call",
-                           tuple(Evidence(x.match.label, x.quote, source=x.source) for x in found))
+    if cns.findings:
+        quotes = "; ".join(
+            f"{x.match.label}: {x.quote!r} {_cns_place(x)}"
+            + (", a prior history, which the policy counts" if x.match.assertion == "historical" else "")
+            for x in cns.findings)
+        return CheckResult(NOT_MET, f"CNS pathology on record: {quotes}", _cns_evidence(cns.findings))
     if att is not None and att.no_cns_pathology is False:
         return CheckResult(NOT_MET, "The prescriber does not attest that the member is free of CNS pathology",
                            (Evidence("attestation", "no_cns_pathology: false", source=str(att.source.at("no_cns_pathology"))),))
+    not_counted = _cns_not_counted(cns)
+    looked_at = _cns_evidence(cns.disregarded + cns.uncertain)
+    if cns.uncertain and not cns.negative_workups:
+        quotes = "; ".join(f"{x.match.label}: {x.quote!r} {_cns_place(x)}, uncertain ({x.match.cue!r})" for x in cns.uncertain)
+        return CheckResult(UNKNOWN, f"Uncertain CNS mention and no negative neurologic work-up on record: {quotes}"
+                                    + not_counted, _cns_evidence(cns.uncertain) + _cns_evidence(cns.disregarded),
+                           missing=tuple(f"The neurologic history or the result of the work-up for {x.quote!r} (for "
+                                         "instance the brain MRI report)" for x in cns.uncertain))
+    workups = tuple(Evidence("negative neurologic work-up", w.phrase, source=w.source) for w in cns.negative_workups
+                    if cns.uncertain)
     if f.case.history is not None:
         n = len(f.case.history)
         return CheckResult(MET, f"No CNS involvement or CNS pathology in the submitted history ({n} entr{'y' if n == 1 else 'ies'})"
-                                " or diagnoses")
+                                " or diagnoses" + not_counted, looked_at + workups)
     if att is not None and att.no_cns_pathology:
-        return CheckResult(MET, "The prescriber attests no CNS involvement or CNS pathology",
-                           (Evidence("attestation", "no_cns_pathology: true", source=str(att.source.at("no_cns_pathology"))),))
-    return CheckResult(UNKNOWN, "No medical history was submitted and the prescriber does not attest",
+        return CheckResult(MET, "The prescriber attests no CNS involvement or CNS pathology" + not_counted,
+                           (Evidence("attestation", "no_cns_pathology: true", source=str(att.source.at("no_cns_pathology"))),)
+                           + looked_at + workups)
+    return CheckResult(UNKNOWN, "No medical history was submitted and the prescriber does not attest" + not_counted,
+                       looked_at + workups,
                        missing=("The member's medical history or problem list, or the prescriber's statement that the "
                                 "member has no CNS involvement and no clinically relevant CNS pathology",))
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
 
-from priorauth.case import Case, Lab
+from priorauth.case import Case, Lab, Source
 from priorauth.clinical.units import display_unit
 from priorauth.clinical.labs import LabProgression, ProgressionRules, lab_progression, labs_by_test
 from priorauth.clinical.therapy import LineCount, LineRules, TreatmentHistory, count_lines, resolve_history
 from priorauth.terminology import CnsMatch, Terminology
 
-__all__ = ["Facts", "ProgressionEvent", "CnsFinding"]
+__all__ = ["Facts", "ProgressionEvent", "CnsMention", "NegativeWorkup", "CnsFindings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +28,42 @@ class ProgressionEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class CnsFinding:
+class CnsMention:
+    """A CNS mention on record, with its assertion (in ``match``) and where it was read."""
+
     match: CnsMatch
     where: str             # "diagnosis", "history", "assessment"
-    quote: str
+    quote: str             # the code and text of a coded entry, else the clause the mention was read in
     source: str
+    path: str              # the entry within its file or bundle ("history[1]", "Condition/c-1")
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeWorkup:
+    """A documented negative neurologic work-up ("MRI brain negative"), which settles an uncertain mention."""
+
+    phrase: str
+    where: str
+    source: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class CnsFindings:
+    """What the record says about CNS pathology, sorted for I.A.6 (and III.B)."""
+
+    findings: tuple[CnsMention, ...] = ()          # present or historical: one per entry
+    uncertain: tuple[CnsMention, ...] = ()         # hedged, in entries without a finding: one per entry
+    disregarded: tuple[CnsMention, ...] = ()       # negated, hypothetical, someone else's, or excluded
+    negative_workups: tuple[NegativeWorkup, ...] = ()
+
+
+def _located(source: Source | None, child: str = "") -> tuple[str, str]:
+    """A fact's source as text and its path within the file or bundle ("history[1]")."""
+    if source is None:
+        return "", child
+    src = source.at(child)
+    return str(src), src.path
 
 
 class Facts:
@@ -105,31 +136,42 @@ class Facts:
         return spec["label"], spec["unit"]
 
     @cached_property
-    def cns_findings(self) -> list[CnsFinding]:
-        found: list[CnsFinding] = []
+    def cns_findings(self) -> CnsFindings:
+        """CNS mentions in the diagnoses (codes), the history (codes first, then text) and the assessments."""
+        findings: list[CnsMention] = []
+        uncertain: list[CnsMention] = []
+        disregarded: list[CnsMention] = []
+        workups: list[NegativeWorkup] = []
+
+        def read_text(text: str, where: str, source) -> None:
+            mentions = self.term.cns_text(text)
+            entry_findings = [m for m in mentions if m.finding]
+            entry_uncertain = [m for m in mentions if m.assertion == "uncertain"]
+            for m in entry_findings[:1] or entry_uncertain[:1]:
+                (findings if m.finding else uncertain).append(CnsMention(m, where, m.quote, *_located(source)))
+            for m in mentions:
+                if not m.finding and m.assertion != "uncertain":
+                    disregarded.append(CnsMention(m, where, m.quote, *_located(source)))
+            phrase = self.term.negative_workup(text)
+            if phrase:
+                workups.append(NegativeWorkup(phrase, where, *_located(source)))
+
         req = self.case.request
         for i, code in enumerate(req.diagnoses):
             m = self.term.cns_code(code)
             if m is not None:
-                found.append(CnsFinding(m, "diagnosis", code, str(req.source.at(f"diagnoses[{i}]"))))
+                findings.append(CnsMention(m, "diagnosis", code, *_located(req.source, f"diagnoses[{i}]")))
         for h in self.case.history or ():
-            quote = " ".join(x for x in (h.code, h.text) if x)
-            if h.code:
-                m = self.term.cns_code(h.code)
-                if m is not None:
-                    found.append(CnsFinding(m, "history", quote, str(h.source)))
-                    continue
-            if h.text:
-                for m in self.term.cns_text(h.text):
-                    found.append(CnsFinding(m, "history", quote, str(h.source)))
-                    break
+            m = self.term.cns_code(h.code) if h.code else None
+            if m is not None:       # a coded entry is a finding whatever its text says
+                findings.append(CnsMention(m, "history", " ".join(x for x in (h.code, h.text) if x), *_located(h.source)))
+            elif h.text:
+                read_text(h.text, "history", h.source)
         for a in self.assessments:
             if a.finding in ("cns_involvement", "meningeal_involvement"):
                 label = a.finding.replace("_", " ")
-                found.append(CnsFinding(CnsMatch("cns_myeloma", label, a.finding), "assessment",
-                                        f"{label} on {a.date}", str(a.source)))
+                findings.append(CnsMention(CnsMatch("cns_myeloma", label, a.finding), "assessment",
+                                           f"{label} on {a.date}", *_located(a.source)))
             elif a.text:
-                for m in self.term.cns_text(a.text):
-                    found.append(CnsFinding(m, "assessment", a.text, str(a.source)))
-                    break
-        return found
+                read_text(a.text, "assessment", a.source)
+        return CnsFindings(tuple(findings), tuple(uncertain), tuple(disregarded), tuple(workups))

@@ -7,11 +7,13 @@ Names are the dependable key; codes (RxNorm, HCPCS, ICD-10-CM, LOINC, NUCC) are 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import yaml
+
+from priorauth.terminology.cns import CnsMatch, CnsReader
 
 __all__ = ["Drug", "CnsMatch", "Terminology", "load_terminology", "fold_name", "normalize_name", "normalize_code"]
 
@@ -55,40 +57,17 @@ class Drug:
         return cls in self.classes
 
 
-@dataclass(frozen=True, slots=True)
-class CnsMatch:
-    group: str
-    label: str
-    matched: str  # the code or the words that matched
-
-
-@dataclass(slots=True)
-class _CnsGroup:
-    key: str
-    label: str
-    prefixes: tuple[str, ...]
-    synonyms: tuple[str, ...]
-    pattern: re.Pattern | None = field(default=None)
-
-
 def _read(name: str) -> dict:
     text = resources.files("priorauth.terminology").joinpath("data", name).read_text(encoding="utf-8")
     return yaml.safe_load(text)
-
-
-def _phrase_pattern(phrases, plurals: bool = False) -> re.Pattern:
-    alts = sorted((re.escape(str(p).lower()) for p in phrases), key=len, reverse=True)
-    tail = r"(?:e?s)?" if plurals else ""
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(alts) + r")" + tail + r"(?![a-z0-9])")
 
 
 class Terminology:
     """All value sets, indexed for lookup. Build it with :func:`load_terminology`."""
 
     def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
-        # lookups are pure: their answers are memoized (bounded) for repeated names and texts
+        # lookups are pure: their answers are memoized (bounded) for repeated names
         self._drug_memo: dict[str, Drug | None] = {}
-        self._cns_memo: dict[str, tuple[CnsMatch, ...]] = {}
         self.drug_classes: dict[str, dict] = drugs["classes"]
         self.anti_myeloma_classes = frozenset(k for k, v in self.drug_classes.items() if v["anti_myeloma"])
         self._drugs: dict[str, Drug] = {}
@@ -126,15 +105,7 @@ class Terminology:
         self.icd10cm_release = conditions["icd10cm_release"]
         self._groups = {k: frozenset(normalize_code(c) for c in v["codes"]) for k, v in conditions["groups"].items()}
         self.group_labels = {k: v["label"] for k, v in conditions["groups"].items()}
-        cns = conditions["cns"]
-        self._cns = [self._cns_group(k, v) for k, v in cns["groups"].items()]
-        self._cns_exclusions = [self._cns_group(k, v) for k, v in cns["exclusions"].items()]
-        self._neg_before = _phrase_pattern(cns["negation_before"])
-        self._neg_after = _phrase_pattern(cns["negation_after"])
-        self._pseudo = _phrase_pattern(cns["pseudo_negation"])
-        self._terminators = _phrase_pattern(cns["scope_terminators"])
-        self._neg_window = int(cns["negation_window_words"])
-        self._neg_answer = re.compile(r"^\s*[:=\-]\s*(?:" + "|".join(re.escape(str(a)) for a in cns["negative_answers"]) + r")\b")
+        self._cns = CnsReader(conditions["cns"])
 
         self.lab_tests: dict[str, dict] = labs["tests"]
         self._loinc = {}
@@ -207,74 +178,18 @@ class Terminology:
     def in_group(self, code: str, group: str) -> bool:
         return normalize_code(code) in self._groups[group]
 
-    @staticmethod
-    def _cns_group(key: str, spec: dict) -> _CnsGroup:
-        return _CnsGroup(
-            key=key,
-            label=spec["label"],
-            prefixes=tuple(normalize_code(p) for p in spec["prefixes"]),
-            synonyms=tuple(spec["synonyms"]),
-            pattern=_phrase_pattern(spec["synonyms"], plurals=True),
-        )
-
     def cns_code(self, code: str) -> CnsMatch | None:
         """The CNS pathology group an ICD-10-CM code falls in (by prefix), None for none or an exclusion."""
-        c = normalize_code(code)
-        for g in self._cns_exclusions:
-            if c.startswith(g.prefixes):
-                return None
-        for g in self._cns:
-            if c.startswith(g.prefixes):
-                return CnsMatch(g.key, g.label, code)
-        return None
+        return self._cns.code(code)
 
     def cns_text(self, text: str) -> tuple[CnsMatch, ...]:
-        """CNS pathology named in free text, clause by clause, skipping negated and excluded mentions."""
-        try:
-            return self._cns_memo[text]
-        except KeyError:
-            pass
-        found = tuple(self._cns_text(text))
-        if len(self._cns_memo) < _MEMO_LIMIT:
-            self._cns_memo[text] = found
-        return found
+        """Every CNS mention in free text, each with its assertion (present, historical, uncertain, negated,
+        hypothetical, family, excluded): :mod:`priorauth.terminology.cns` reads it in context."""
+        return self._cns.text(text)
 
-    def _cns_text(self, text: str) -> list[CnsMatch]:
-        found: list[CnsMatch] = []
-        for clause in re.split(r"[.;,\n]|\bbut\b|\bhowever\b", text.lower()):
-            if not clause.strip():
-                continue
-            excluded = [m.span() for g in self._cns_exclusions for m in g.pattern.finditer(clause)]
-            for g in self._cns:
-                for m in g.pattern.finditer(clause):
-                    start, end = m.span()
-                    if any(s <= start < e or s < end <= e for s, e in excluded):
-                        continue
-                    if self._negated(clause, start, end):
-                        continue
-                    found.append(CnsMatch(g.key, g.label, m.group(0)))
-                    break
-        return found
-
-    def _negated(self, clause: str, start: int, end: int) -> bool:
-        """NegEx-style: a trigger shortly before the finding with no scope terminator between, a trigger right
-        after it that is not itself negated ("not ruled out"), or an answer such as "seizures: none"."""
-        before = clause[:start]
-        triggers = list(self._neg_before.finditer(before))
-        if triggers:
-            between = before[triggers[-1].end():]
-            if len(between.split()) <= self._neg_window and not self._terminators.search(between):
-                return True
-        after = clause[end:]
-        if self._neg_answer.match(after):
-            return True
-        for m in self._neg_after.finditer(after):
-            lead = after[:m.start()]
-            if self._terminators.search(lead):
-                break
-            if not self._pseudo.search(lead):
-                return True
-        return False
+    def negative_workup(self, text: str) -> str | None:
+        """The clause documenting a negative neurologic work-up ("MRI brain negative"), if any."""
+        return self._cns.negative_workup(text)
 
     def line_of_business(self, text: str) -> str:
         """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded."""

@@ -1,0 +1,401 @@
+"""CNS pathology in codes and in text, read in context (I.A.6 and III.B).
+
+Codes match the groups of ``conditions.yaml`` by ICD-10-CM prefix. Text is read in two steps:
+
+1. One linear scan finds every synonym of a group or an exclusion (whole words, plural endings). Text without
+   one is done with; nothing else runs.
+2. Only the sentences or clauses holding a mention go through medspaCy's ConText on spaCy's blank English
+   pipeline, with medspaCy's default rules adjusted by ``cns_context.yaml``. A clause longer than
+   ``bounds.segment_chars`` is read in windows that keep ``bounds.window_chars`` on each side of its mentions,
+   so that every piece the pipeline sees is bounded and the work grows linearly with the text.
+
+Every mention comes back with its assertion (present, historical, uncertain, negated, hypothetical, family,
+or excluded), the cue that decided it and the clause it was read in, so that disregarded mentions can be
+shown with why. The pipeline is built once per reader, lazily, and used under a lock (the service runs many
+threads); it is rebuilt when spaCy's string store has grown past ``bounds.vocab_strings``, so that memory stays
+bounded in a long-running process. Answers are memoized for short texts only, in bounded memos.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Callable
+
+import yaml
+
+__all__ = ["ASSERTIONS", "FINDING_ASSERTIONS", "CnsMatch", "CnsReader", "load_context_rules"]
+
+ASSERTIONS = ("present", "historical", "uncertain", "negated", "hypothetical", "family", "excluded")
+FINDING_ASSERTIONS = frozenset({"present", "historical"})
+_WORKUP_LABEL = "NEURO_WORKUP"
+# a clause ends at a semicolon, a line break, or sentence punctuation followed by a space
+_BOUNDARY = re.compile(r"[;\n\r]+|(?<=[.!?])\s+")
+_SPACE = re.compile(r"\s")
+
+
+@dataclass(frozen=True, slots=True)
+class CnsMatch:
+    """A CNS group named by a code or by words, with the assertion the context gives it."""
+
+    group: str          # the conditions.yaml group key (an exclusion's key when excluded)
+    label: str
+    matched: str        # the code or the words that matched, as written
+    assertion: str = "present"   # one of ASSERTIONS
+    quote: str = ""     # the sentence or clause the mention was read in (bounded length)
+    cue: str = ""       # the words that set the assertion ("prophylaxis"); empty when present
+    why: str = ""       # the assertion in a reviewer's words ("preventive")
+
+    @property
+    def finding(self) -> bool:
+        """Present or historical: the policy counts prior history too."""
+        return self.assertion in FINDING_ASSERTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    key: str
+    label: str
+    prefixes: tuple[str, ...]
+
+
+def _normalize_code(code: str) -> str:
+    return code.replace(".", "").replace(" ", "").upper()
+
+
+def _phrase_regex(phrase: str) -> str:
+    """A phrase as a regular expression: any spacing between words, "work-up" in its usual spellings."""
+    parts = []
+    for word in str(phrase).lower().split():
+        parts.append(re.escape(word).replace("work\\-up", r"(?:work[\s-]?up|w/u)"))
+    return r"\s+".join(parts)
+
+
+class _Scanner:
+    """One regular expression over a list of phrases: whole words, longest phrase first, linear in the text."""
+
+    def __init__(self, phrases: dict[str, str], plurals: bool):
+        self._keys = {" ".join(p.lower().split()): k for p, k in phrases.items()}
+        alts = sorted(self._keys, key=len, reverse=True)
+        tail = r"(?:e?s)?" if plurals else ""
+        body = r"(?<![a-z0-9])(?P<w>" + "|".join(_phrase_regex(p) for p in alts) + r")" + tail + r"(?![a-z0-9])"
+        self._lower = re.compile(body)
+        self._any_case = re.compile(body, re.IGNORECASE)
+
+    def find(self, text: str) -> list[tuple[int, int, str]]:
+        low = text.lower()
+        # lower() keeps offsets for nearly all text; where it does not, match the text as it is
+        matches = self._lower.finditer(low) if len(low) == len(text) else self._any_case.finditer(text)
+        out = []
+        for m in matches:
+            key = self._keys.get(" ".join(m.group("w").lower().split()))
+            out.append((m.start(), m.end(), key))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    segment_chars: int
+    window_chars: int
+    quote_chars: int
+    memo_text_chars: int
+    memo_entries: int
+    vocab_strings: int
+
+
+def _pieces(text: str, mentions: list[tuple[int, int, str]], b: _Bounds):
+    """The clauses holding the mentions, a long clause cut into bounded windows around its mentions.
+
+    Yields (start, end, mentions inside). Each mention keeps at least ``window_chars`` of its clause on each side,
+    and no piece is much longer than ``segment_chars``."""
+    ends, starts = [], []
+    for m in _BOUNDARY.finditer(text):
+        ends.append(m.start())
+        starts.append(m.end())
+    by_segment: dict[int, list] = {}
+    for m in mentions:
+        i = bisect_right(starts, m[0])      # segments after the i-th boundary
+        by_segment.setdefault(i, []).append(m)
+    for i, ms in by_segment.items():
+        seg_start = starts[i - 1] if i else 0
+        seg_end = ends[i] if i < len(ends) else len(text)
+        if seg_end - seg_start <= b.segment_chars:
+            yield seg_start, seg_end, ms
+            continue
+        j = 0
+        while j < len(ms):
+            first = ms[j]
+            a = max(seg_start, first[0] - b.window_chars)
+            k = j
+            while k + 1 < len(ms) and ms[k + 1][1] + b.window_chars - a <= b.segment_chars:
+                k += 1
+            z = min(seg_end, ms[k][1] + b.window_chars)
+            # do not start or end inside a word
+            if a > seg_start:
+                sp = _SPACE.search(text, a, first[0])
+                if sp:
+                    a = sp.end()
+            if z < seg_end:
+                cut = max((sp.start() for sp in _SPACE.finditer(text, ms[k][1], z)), default=None)
+                if cut is not None:
+                    z = cut
+            yield a, z, ms[j:k + 1]
+            j = k + 1
+
+
+def _bounded_quote(text: str, start: int, end: int, limit: int) -> str:
+    """The text, or a window of at most ``limit`` characters around [start, end) marked with ellipses."""
+    text_len = len(text)
+    if text_len <= limit:
+        return text.strip()
+    half = max(0, (limit - (end - start)) // 2)
+    a, z = max(0, start - half), min(text_len, end + half)
+    return ("..." if a > 0 else "") + text[a:z].strip() + ("..." if z < text_len else "")
+
+
+def _substitute(value, names: dict[str, str]):
+    """Pattern data with ``$name`` strings replaced (the date token)."""
+    if isinstance(value, str) and value.startswith("$") and value[1:] in names:
+        return names[value[1:]]
+    if isinstance(value, list):
+        return [_substitute(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, names) for k, v in value.items()}
+    return value
+
+
+class _Memo:
+    """A bounded least-recently-used memo; callers hold the lock that guards it."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._data: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key, value) -> None:
+        self._data[key] = value
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+
+class _Pipeline:
+    """spaCy's blank English pipeline with a sentencizer and two ConText components (mentions, work-ups).
+
+    Built on first use; every use holds the lock (spaCy's vocabulary and matchers are shared state)."""
+
+    def __init__(self, spec: dict, bounds: _Bounds):
+        self._spec = spec
+        self._bounds = bounds
+        self._lock = threading.Lock()
+        self._nlp = None
+        self._memo = _Memo(bounds.memo_entries)
+        self._date = re.compile(spec["date_token"])
+
+    def _rule(self, ConTextRule, data: dict):
+        names = {"date": self._spec["date_token"]}
+        return ConTextRule(
+            literal=data["literal"],
+            category=data["category"],
+            pattern=_substitute(data.get("pattern"), names),
+            direction=data.get("direction", "BIDIRECTIONAL"),
+            allowed_types=data.get("allowed_types"),
+            max_scope=data.get("max_scope"),
+            terminated_by=data.get("terminated_by"),
+            metadata={"why": data["why"]} if data.get("why") else None,
+        )
+
+    def _build(self) -> None:
+        import spacy
+        from medspacy.context import ConText, ConTextRule
+
+        spec = self._spec
+        nlp = spacy.blank("en")
+        sentencizer = nlp.add_pipe("sentencizer", config={"punct_chars": [".", "!", ";"]})
+        cns = ConText(nlp, name="cns_context", rules=None, span_attrs=None, input_span_type="group",
+                      span_group_name="cns", terminating_types=spec["terminated_by"])
+        drop = set(spec["medspacy_defaults"]["drop"])
+        defaults = ConTextRule.from_json(cns.DEFAULT_RULES_FILEPATH)
+        missing = drop - {r.literal for r in defaults}
+        if missing:
+            raise ValueError(f"cns_context.yaml drops medspaCy default rules that do not exist: {sorted(missing)}")
+        rules = [r for r in defaults if r.literal not in drop] + [self._rule(ConTextRule, r) for r in spec["rules"]]
+        escape = set(spec["dated_escape_categories"])
+        for r in rules:
+            if r.category in escape and r.direction in ("FORWARD", "BIDIRECTIONAL"):
+                r.on_modifies = self._dated_escape
+        cns.add(rules)
+        workup = ConText(nlp, name="workup_context", rules=None, span_attrs=None, input_span_type="group",
+                         span_group_name="workup")
+        workup.add([self._rule(ConTextRule, r) for r in spec["negative_workup"]["rules"]])
+        self._nlp, self._sentencizer, self._contexts = nlp, sentencizer, {"cns": cns, "workup": workup}
+
+    def _dated_escape(self, target, modifier, between) -> bool:
+        """False when a cue before a comma would reach a mention dated right after it ("No seizures, stroke in
+        2019"): the dated mention states an event."""
+        if modifier.end > target.start or not any(t.text == "," for t in between):
+            return True
+        doc = target.doc
+        for tok in doc[target.end:min(len(doc), target.end + 2)]:
+            if self._date.match(tok.text):
+                return False
+            if tok.lower_ not in ("in", "on", "("):
+                break
+        return True
+
+    def read(self, kind: str, piece: str, spans: tuple[tuple[int, int, str], ...],
+             resolve: Callable) -> tuple:
+        """Run the ``kind`` ConText over one bounded piece and resolve each span; memoized by piece."""
+        key = (kind, piece, spans)
+        with self._lock:
+            found = self._memo.get(key)
+            if found is not None:
+                return found
+            if self._nlp is None:
+                self._build()
+            doc = self._sentencizer(self._nlp.make_doc(piece))
+            targets = [doc.char_span(s, e, label=label, alignment_mode="expand") for s, e, label in spans]
+            doc.spans[kind] = targets
+            self._contexts[kind](doc)
+            found = tuple(resolve(doc, t) for t in targets)
+            self._memo.put(key, found)
+            if len(self._nlp.vocab.strings) > self._bounds.vocab_strings:
+                self._nlp = None        # rebuilt on next use: spaCy's string store only grows
+            return found
+
+
+@lru_cache(maxsize=1)
+def load_context_rules() -> dict:
+    """The bundled context rules (``data/cns_context.yaml``), read once per process."""
+    text = resources.files("priorauth.terminology").joinpath("data", "cns_context.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+class CnsReader:
+    """CNS findings in ICD-10-CM codes and in free text; built from ``conditions.yaml``'s ``cns`` section."""
+
+    def __init__(self, cns: dict, rules: dict | None = None):
+        spec = load_context_rules() if rules is None else rules
+        self._groups = [_Group(k, v["label"], tuple(_normalize_code(p) for p in v["prefixes"]))
+                        for k, v in cns["groups"].items()]
+        self._exclusions = [_Group(k, v["label"], tuple(_normalize_code(p) for p in v["prefixes"]))
+                            for k, v in cns["exclusions"].items()]
+        self._labels = {g.key: g.label for g in (*self._groups, *self._exclusions)}
+        self._excluded = frozenset(g.key for g in self._exclusions)
+        phrases: dict[str, str] = {}
+        for section in ("groups", "exclusions"):
+            for key, v in cns[section].items():
+                for phrase in v["synonyms"]:
+                    other = phrases.setdefault(" ".join(str(phrase).lower().split()), key)
+                    if other != key:
+                        raise ValueError(f"CNS synonym {phrase!r} is in both {other!r} and {key!r}")
+        self._mentions = _Scanner(phrases, plurals=True)
+        self._workups = _Scanner({p: _WORKUP_LABEL for p in spec["negative_workup"]["tests"]}, plurals=False)
+        self._assertions = []
+        for entry in spec["assertions"]:
+            if entry["assertion"] not in ASSERTIONS:
+                raise ValueError(f"cns_context.yaml: unknown assertion {entry['assertion']!r}")
+            self._assertions.append(entry)
+        self._cancels = {k: tuple(v) for k, v in spec.get("cancels", {}).items()}
+        b = spec["bounds"]
+        self._bounds = _Bounds(int(b["segment_chars"]), int(b["window_chars"]), int(b["quote_chars"]),
+                               int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["vocab_strings"]))
+        self._pipeline = _Pipeline(spec, self._bounds)
+        self._text_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_text)
+        self._workup_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_workup)
+
+    # ---- codes -----------------------------------------------------------------------------------------------
+    def code(self, code: str) -> CnsMatch | None:
+        """The CNS pathology group an ICD-10-CM code falls in (by prefix), None for none or an exclusion."""
+        c = _normalize_code(code)
+        for g in self._exclusions:
+            if c.startswith(g.prefixes):
+                return None
+        for g in self._groups:
+            if c.startswith(g.prefixes):
+                return CnsMatch(g.key, g.label, code, quote=code)
+        return None
+
+    # ---- text ------------------------------------------------------------------------------------------------
+    def text(self, text: str) -> tuple[CnsMatch, ...]:
+        """Every CNS mention in the text, in order, each with its assertion."""
+        if not text:
+            return ()
+        if len(text) <= self._bounds.memo_text_chars:
+            return self._text_memo(text)
+        return self._read_text(text)
+
+    def _read_text(self, text: str) -> tuple[CnsMatch, ...]:
+        mentions = self._mentions.find(text)
+        if not mentions:
+            return ()
+        out: list[CnsMatch] = []
+        for a, z, ms in _pieces(text, mentions, self._bounds):
+            spans = tuple((s - a, e - a, key.upper()) for s, e, key in ms)
+            for (s, e, key), (group, assertion, cue, why, quote) in zip(
+                    ms, self._pipeline.read("cns", text[a:z], spans, self._resolve_mention)):
+                out.append(CnsMatch(group, self._labels[group], text[s:e], assertion, quote, cue, why))
+        return tuple(out)
+
+    def _resolve_mention(self, doc, span) -> tuple[str, str, str, str, str]:
+        """(group, assertion, cue, why, quote) for one mention from the modifiers ConText linked to it."""
+        group = span.label_.lower()
+        quote = self._quote(span)
+        if group in self._excluded:
+            return group, "excluded", span.text, f"{self._labels[group]}, which the policy does not count", quote
+        cats: dict[str, object] = {}
+        for mod in span._.modifiers:
+            cats.setdefault(mod.category, mod)
+        for cat, cancelled in self._cancels.items():
+            if cat in cats:
+                for c in cancelled:
+                    cats.pop(c, None)
+        for entry in self._assertions:
+            mod = cats.get(entry["category"])
+            if mod is None:
+                continue
+            start, end = mod.modifier_span
+            why = (mod.rule.metadata or {}).get("why") or entry["why"]
+            return entry.get("group", group), entry["assertion"], doc[start:end].text, why, quote
+        return group, "present", "", "", quote
+
+    def _quote(self, span) -> str:
+        sent = span.sent
+        return _bounded_quote(sent.text, span.start_char - sent.start_char, span.end_char - sent.start_char,
+                              self._bounds.quote_chars)
+
+    # ---- negative work-up ------------------------------------------------------------------------------------
+    def negative_workup(self, text: str) -> str | None:
+        """The clause documenting a negative neurologic work-up ("MRI brain negative"), None when there is none."""
+        if not text:
+            return None
+        if len(text) <= self._bounds.memo_text_chars:
+            return self._workup_memo(text)
+        return self._read_workup(text)
+
+    def _read_workup(self, text: str) -> str | None:
+        found = self._workups.find(text)
+        if not found:
+            return None
+        for a, z, ms in _pieces(text, found, self._bounds):
+            spans = tuple((s - a, e - a, key) for s, e, key in ms)
+            for quote in self._pipeline.read("workup", text[a:z], spans, self._resolve_workup):
+                if quote:
+                    return quote
+        return None
+
+    def _resolve_workup(self, doc, span) -> str:
+        """The quote when a normal result is linked to the work-up and nothing says it is pending or not done."""
+        cats = {m.category for m in span._.modifiers}
+        if "NORMAL_RESULT" in cats and not cats & {"PENDING", "NOT_DONE"}:
+            return self._quote(span)
+        return ""
