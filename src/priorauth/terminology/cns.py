@@ -35,8 +35,9 @@ ASSERTIONS = ("present", "historical", "uncertain", "negated", "hypothetical", "
 FINDING_ASSERTIONS = frozenset({"present", "historical"})
 _WORKUP_LABEL = "NEURO_WORKUP"
 # a clause ends at a semicolon, a line break, or sentence punctuation followed by a space
-_BOUNDARY = re.compile(r"[;\n\r]+|(?<=[.!?])\s+")
+_BOUNDARY = re.compile(r"[;\n\r]+\s*|(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s")
+_WORD_SLACK = 50        # how far a window's edge moves to reach a space
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def _phrase_regex(phrase: str) -> str:
     parts = []
     for word in str(phrase).lower().split():
         parts.append(re.escape(word).replace("work\\-up", r"(?:work[\s-]?up|w/u)"))
-    return r"\s+".join(parts)
+    return r"[^\S\r\n]+".join(parts)     # any spacing within a line: a mention never spans two clauses
 
 
 class _Scanner:
@@ -112,7 +113,7 @@ def _pieces(text: str, mentions: list[tuple[int, int, str]], b: _Bounds):
     """The clauses holding the mentions, a long clause cut into bounded windows around its mentions.
 
     Yields (start, end, mentions inside). Each mention keeps at least ``window_chars`` of its clause on each side,
-    and no piece is much longer than ``segment_chars``."""
+    and no piece is longer than ``segment_chars`` plus its last mention and a word at each edge."""
     ends, starts = [], []
     for m in _BOUNDARY.finditer(text):
         ends.append(m.start())
@@ -135,15 +136,13 @@ def _pieces(text: str, mentions: list[tuple[int, int, str]], b: _Bounds):
             while k + 1 < len(ms) and ms[k + 1][1] + b.window_chars - a <= b.segment_chars:
                 k += 1
             z = min(seg_end, ms[k][1] + b.window_chars)
-            # do not start or end inside a word
-            if a > seg_start:
-                sp = _SPACE.search(text, a, first[0])
-                if sp:
-                    a = sp.end()
-            if z < seg_end:
-                cut = max((sp.start() for sp in _SPACE.finditer(text, ms[k][1], z)), default=None)
-                if cut is not None:
-                    z = cut
+            # widen to whole words (a word longer than _WORD_SLACK is cut)
+            if a > seg_start and not text[a - 1].isspace():
+                back = text.rfind(" ", max(seg_start, a - _WORD_SLACK), a)
+                a = back + 1 if back >= 0 else a
+            if z < seg_end and not text[z].isspace():
+                sp = _SPACE.search(text, z, min(seg_end, z + _WORD_SLACK))
+                z = sp.start() if sp else z
             yield a, z, ms[j:k + 1]
             j = k + 1
 
@@ -351,7 +350,7 @@ class CnsReader:
         group = span.label_.lower()
         quote = self._quote(span)
         if group in self._excluded:
-            return group, "excluded", span.text, f"{self._labels[group]}, which the policy does not count", quote
+            return group, "excluded", span.text, f"{self._labels[group]}, excluded by the policy", quote
         cats: dict[str, object] = {}
         for mod in span._.modifiers:
             cats.setdefault(mod.category, mod)
