@@ -310,8 +310,8 @@ def test_pieces_are_bounded_and_keep_their_window():
     text = " ".join(["x"] * 1000)
     mentions = [(s, s + 1, "k") for s in range(0, len(text), 2)][::37]
     pieces = list(_pieces(text, mentions, b))
-    assert sorted(m for _, _, ms in pieces for m in ms) == mentions       # every mention read once
-    for a, z, ms in pieces:
+    assert sorted(m for _, _, _, ms in pieces for m in ms) == mentions       # every mention read once
+    for a, z, _, ms in pieces:
         assert z - a <= b.segment_chars + 1 + 2 * 50
         assert text[a - 1:a] in ("", " ") and text[z:z + 1] in ("", " ")          # whole words
         for s, e, _ in ms:
@@ -319,11 +319,21 @@ def test_pieces_are_bounded_and_keep_their_window():
             assert s - a >= min(s, b.window_chars) and z - e >= min(len(text) - e, b.window_chars)
 
 
-def test_short_clauses_are_pieces_of_their_own():
+def test_consecutive_clauses_are_read_together_each_a_sentence_of_its_own():
+    text = "No seizures. Stroke 2019; TIA\nepilepsy. Hypertension. Diabetes. No stroke"
+    spans = [(3, 11, "a"), (13, 19, "b"), (26, 29, "c"), (30, 38, "d"), (69, 75, "e")]
     b = _Bounds(600, 200, 200, 2000, 8, 1000)
-    text = "No seizures. Stroke 2019; TIA\nepilepsy"
-    spans = [(3, 11, "a"), (13, 19, "b"), (26, 29, "c"), (30, 38, "d")]
-    assert [text[a:z] for a, z, _ in _pieces(text, spans, b)] == ["No seizures.", "Stroke 2019", "TIA", "epilepsy"]
+    assert [(text[a:z], starts) for a, z, starts, _ in _pieces(text, spans, b)] == [
+        ("No seizures. Stroke 2019; TIA\nepilepsy.", (13, 26, 30)),   # the clauses without mentions split them
+        ("No stroke", ())]
+    small = _Bounds(20, 5, 200, 2000, 8, 1000)
+    assert [text[a:z] for a, z, _, _ in _pieces(text, spans[:4], small)] == ["No seizures.", "Stroke 2019; TIA",
+                                                                          "epilepsy."]
+
+
+def test_a_line_break_ends_the_scope_inside_a_piece(t):
+    assert read(t, "Denies seizures\nstroke 2019\nmother: dementia\nTIA") == [
+        ("epilepsy_seizure", "negated"), ("stroke", "historical"), ("dementia", "family"), ("stroke", "present")]
 
 
 def test_a_huge_text_is_not_memoized_whole():
@@ -336,18 +346,22 @@ def test_a_huge_text_is_not_memoized_whole():
 
 
 def test_the_pipeline_is_rebuilt_when_its_vocabulary_grows():
+    probe = CnsReader(_read("conditions.yaml")["cns"])
+    probe.text("denies stroke")
+    limit = len(probe._pipeline._nlp.vocab.strings) + 300     # what the rules themselves need, and some room
     rules = copy.deepcopy(load_context_rules())
-    rules["bounds"]["vocab_strings"] = 2000
+    rules["bounds"]["vocab_strings"] = limit
     reader = CnsReader(_read("conditions.yaml")["cns"], rules)
     pipeline = reader._pipeline
     reader.text("denies stroke")
     built = pipeline._nlp
+    assert built is not None
     sizes = []
     for i in range(300):
         assert [m.assertion for m in reader.text(f"no seizures word{i}x word{i}y word{i}z")] == ["negated"]
         if pipeline._nlp is not None:
             sizes.append(len(pipeline._nlp.vocab.strings))
-    assert pipeline._nlp is not built and max(sizes) <= 2000 + 10
+    assert pipeline._nlp is not built and max(sizes) <= limit
 
 
 def test_the_pipeline_answers_alike_from_many_threads():
@@ -378,3 +392,34 @@ def test_a_rule_file_that_drops_an_unknown_default_is_refused():
     rules["medspacy_defaults"]["drop"].append("no such rule")
     with pytest.raises(ValueError, match="no such rule"):
         CnsReader(_read("conditions.yaml")["cns"], rules).text("stroke")
+
+
+def test_rules_rewritten_for_speed_find_the_same_modifiers():
+    import spacy
+    from medspacy.context import ConText, ConTextRule
+
+    from priorauth.terminology.cns import _fast_rules
+
+    nlp = spacy.blank("en")
+    original = ConTextRule.from_json(ConText(nlp, rules=None).DEFAULT_RULES_FILEPATH)
+    fast = _fast_rules(ConTextRule, nlp.tokenizer, ConTextRule.from_json(ConText(nlp, rules=None).DEFAULT_RULES_FILEPATH))
+    assert len(fast) > len(original)
+    texts = ["no history of seizures", "Mother's sister had a stroke", "could not rule out TIA", "may be ruled out",
+             "denies stroke", "Pt was not seen for seizures", "no new abnormal findings of stroke", "risks of stroke",
+             "possible TIA, probably seizure", "without any evidence of CNS disease", "aunts' dementia",
+             "seizures: none", "not associated with stroke", "is to be ruled out for stroke", "adequate to rule her out"]
+
+    def found(rules):
+        ctx = ConText(nlp, rules=None, span_attrs=None)
+        ctx.add(rules)
+        out = []
+        for text in texts:
+            doc = nlp.make_doc(text)
+            for tok in doc:
+                tok.is_sent_start = tok.i == 0
+            doc.ents = []
+            ctx(doc)
+            out.append(sorted((m.modifier_span, m.category, m.direction) for m in doc._.context_graph.modifiers))
+        return out
+
+    assert found(fast) == found(original)

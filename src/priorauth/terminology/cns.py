@@ -109,46 +109,65 @@ class _Bounds:
     vocab_strings: int
 
 
-def _pieces(text: str, mentions: list[tuple[int, int, str]], b: _Bounds):
-    """The clauses holding the mentions, a long clause cut into bounded windows around its mentions.
-
-    Yields (start, end, mentions inside). Each mention keeps at least ``window_chars`` of its clause on each side,
-    and no piece is longer than ``segment_chars`` plus its last mention and a word at each edge."""
+def _segments(text: str, mentions: list[tuple[int, int, str]]):
+    """(index, start, end, mentions) of each clause that holds a mention, in text order."""
     ends, starts = [], []
     for m in _BOUNDARY.finditer(text):
         ends.append(m.start())
         starts.append(m.end())
     by_segment: dict[int, list] = {}
     for m in mentions:
-        i = bisect_right(starts, m[0])      # segments after the i-th boundary
-        by_segment.setdefault(i, []).append(m)
+        by_segment.setdefault(bisect_right(starts, m[0]), []).append(m)     # the i-th clause follows boundary i
     for i, ms in by_segment.items():
-        seg_start = starts[i - 1] if i else 0
-        seg_end = ends[i] if i < len(ends) else len(text)
-        if seg_end - seg_start <= b.segment_chars:
-            yield seg_start, seg_end, ms
-            continue
-        j = 0
-        while j < len(ms):
-            first = ms[j]
-            a = max(seg_start, first[0] - b.window_chars)
-            k = j
-            while k + 1 < len(ms) and ms[k + 1][1] + b.window_chars - a <= b.segment_chars:
-                k += 1
-            z = min(seg_end, ms[k][1] + b.window_chars)
-            # widen to whole words (a word longer than _WORD_SLACK is cut)
-            if a > seg_start and not text[a - 1].isspace():
-                back = text.rfind(" ", max(seg_start, a - _WORD_SLACK), a)
-                a = back + 1 if back >= 0 else a
-            if z < seg_end and not text[z].isspace():
-                sp = _SPACE.search(text, z, min(seg_end, z + _WORD_SLACK))
-                z = sp.start() if sp else z
-            yield a, z, ms[j:k + 1]
-            j = k + 1
+        yield i, starts[i - 1] if i else 0, ends[i] if i < len(ends) else len(text), ms
+
+
+def _windows(text: str, seg_start: int, seg_end: int, ms: list, b: _Bounds):
+    """A long clause cut into windows around its mentions, each keeping ``window_chars`` on both sides."""
+    j = 0
+    while j < len(ms):
+        first = ms[j]
+        a = max(seg_start, first[0] - b.window_chars)
+        k = j
+        while k + 1 < len(ms) and ms[k + 1][1] + b.window_chars - a <= b.segment_chars:
+            k += 1
+        z = min(seg_end, ms[k][1] + b.window_chars)
+        # widen to whole words (a word longer than _WORD_SLACK is cut)
+        if a > seg_start and not text[a - 1].isspace():
+            back = text.rfind(" ", max(seg_start, a - _WORD_SLACK), a)
+            a = back + 1 if back >= 0 else a
+        if z < seg_end and not text[z].isspace():
+            sp = _SPACE.search(text, z, min(seg_end, z + _WORD_SLACK))
+            z = sp.start() if sp else z
+        yield a, z, (), ms[j:k + 1]
+        j = k + 1
+
+
+def _pieces(text: str, mentions: list[tuple[int, int, str]], b: _Bounds):
+    """The bounded pieces the pipeline reads: (start, end, clause starts inside, mentions inside).
+
+    Consecutive clauses that hold mentions are read as one piece of at most ``segment_chars``, each clause a
+    sentence of its own (the pipeline's cost is mostly per piece); a clause longer than that is read in
+    windows around its mentions, each mention keeping at least ``window_chars`` of its clause on each side, no
+    window longer than ``segment_chars`` plus its last mention and a word at each edge."""
+    group = None        # [start, end, clause starts, mentions, index of its last clause]
+    for i, seg_start, seg_end, ms in _segments(text, mentions):
+        if group and (group[4] != i - 1 or seg_end - group[0] > b.segment_chars):
+            yield tuple(group[:4])
+            group = None
+        if seg_end - seg_start > b.segment_chars:
+            yield from _windows(text, seg_start, seg_end, ms, b)
+        elif group:
+            group[1], group[2], group[3], group[4] = seg_end, group[2] + (seg_start,), group[3] + ms, i
+        else:
+            group = [seg_start, seg_end, (), list(ms), i]
+    if group:
+        yield tuple(group[:4])
 
 
 def _bounded_quote(text: str, start: int, end: int, limit: int) -> str:
     """The text, or a window of at most ``limit`` characters around [start, end) marked with ellipses."""
+    text = text.rstrip().rstrip(";,")     # a clause, without the mark that ended it (a sentence keeps its period)
     text_len = len(text)
     if text_len <= limit:
         return text.strip()
@@ -166,6 +185,83 @@ def _substitute(value, names: dict[str, str]):
     if isinstance(value, dict):
         return {k: _substitute(v, names) for k, v in value.items()}
     return value
+
+
+_MAX_PHRASES = 400      # a rule whose pattern spells more word sequences than this stays a token pattern
+
+
+def _word_sequences(pattern: list) -> list[list[str]] | None:
+    """The word sequences a token pattern matches, when it is made of plain words and word lists (each maybe
+    optional); None when it has anything else (a repeat, a regular expression) or spells too many."""
+    seqs: list[list[str]] = [[]]
+    for tok in pattern:
+        op = tok.get("OP")
+        attrs = {k: v for k, v in tok.items() if k != "OP"}
+        if op not in (None, "?") or len(attrs) != 1 or next(iter(attrs)) not in ("LOWER", "ORTH"):
+            return None
+        value = next(iter(attrs.values()))
+        if isinstance(value, str):
+            words = [value]
+        elif isinstance(value, dict) and set(value) == {"IN"}:
+            words = [str(w) for w in value["IN"]]
+        else:
+            return None
+        seqs = [q + [w] for q in seqs for w in words] + (seqs if op == "?" else [])
+        if len(seqs) > _MAX_PHRASES:
+            return None
+    return [q for q in seqs if q]
+
+
+def _expand_first(pattern: list) -> list[list]:
+    """Token patterns matching what ``pattern`` matches, none starting with a word list (unless it repeats)."""
+    if not pattern:
+        return []
+    tok = pattern[0]
+    op = tok.get("OP")
+    attrs = {k: v for k, v in tok.items() if k != "OP"}
+    if op in ("+", "*") or len(attrs) != 1:
+        return [pattern]
+    ((attr, value),) = attrs.items()
+    out = _expand_first(pattern[1:]) if op == "?" else []
+    if isinstance(value, dict) and set(value) == {"IN"}:
+        out += [[{attr: word}] + pattern[1:] for word in value["IN"]]
+    else:
+        out.append([attrs] + pattern[1:])
+    return out
+
+
+def _fast_rules(ConTextRule, tokenizer, rules: list) -> list:
+    """The same rules, written so that spaCy finds their matches cheaply.
+
+    spaCy's Matcher tries every token pattern at every token, and a word list ({LOWER: {IN: [...]}}) costs a
+    Python call each time: that was nearly all of the pipeline's time. A pattern of plain words and word lists
+    becomes one phrase rule per word sequence it spells (the PhraseMatcher looks a token up once), when the
+    tokenizer splits the phrase into exactly those words; any other pattern is split into patterns that start
+    with a plain word. Category, direction, scope and callbacks are kept: the same modifiers, found faster."""
+    out = []
+
+    def copy(r, literal, pattern):
+        out.append(ConTextRule(literal=literal, category=r.category, pattern=pattern, direction=r.direction,
+                               on_modifies=r.on_modifies, allowed_types=r.allowed_types,
+                               excluded_types=r.excluded_types, max_scope=r.max_scope, max_targets=r.max_targets,
+                               terminated_by=set(r.terminated_by), metadata=r.metadata))
+
+    for r in rules:
+        if not isinstance(r.pattern, list):
+            out.append(r)
+            continue
+        seqs = _word_sequences(r.pattern)
+        if seqs is None:
+            for pattern in _expand_first(r.pattern):
+                copy(r, r.literal, pattern)
+            continue
+        for words in seqs:
+            phrase = " ".join(w.lower() for w in words)
+            if [t.lower_ for t in tokenizer(phrase)] == [w.lower() for w in words]:
+                copy(r, phrase, None)
+            else:
+                copy(r, r.literal, [{"LOWER": w.lower()} for w in words])
+    return out
 
 
 class _Memo:
@@ -227,7 +323,8 @@ class _Pipeline:
         missing = drop - {r.literal for r in defaults}
         if missing:
             raise ValueError(f"cns_context.yaml drops medspaCy default rules that do not exist: {sorted(missing)}")
-        rules = [r for r in defaults if r.literal not in drop] + [self._rule(ConTextRule, r) for r in spec["rules"]]
+        rules = _fast_rules(ConTextRule, nlp.tokenizer, [r for r in defaults if r.literal not in drop]
+                            + [self._rule(ConTextRule, r) for r in spec["rules"]])
         escape = set(spec["dated_escape_categories"])
         for r in rules:
             if r.category in escape and r.direction in ("FORWARD", "BIDIRECTIONAL"):
@@ -235,7 +332,8 @@ class _Pipeline:
         cns.add(rules)
         workup = ConText(nlp, name="workup_context", rules=None, span_attrs=None, input_span_type="group",
                          span_group_name="workup")
-        workup.add([self._rule(ConTextRule, r) for r in spec["negative_workup"]["rules"]])
+        workup.add(_fast_rules(ConTextRule, nlp.tokenizer,
+                               [self._rule(ConTextRule, r) for r in spec["negative_workup"]["rules"]]))
         self._nlp, self._sentencizer, self._contexts = nlp, sentencizer, {"cns": cns, "workup": workup}
 
     def _dated_escape(self, target, modifier, between) -> bool:
@@ -251,10 +349,12 @@ class _Pipeline:
                 break
         return True
 
-    def read(self, kind: str, piece: str, spans: tuple[tuple[int, int, str], ...],
+    def read(self, kind: str, piece: str, clause_starts: tuple[int, ...], spans: tuple[tuple[int, int, str], ...],
              resolve: Callable) -> tuple:
-        """Run the ``kind`` ConText over one bounded piece and resolve each span; memoized by piece."""
-        key = (kind, piece, spans)
+        """Run the ``kind`` ConText over one bounded piece and resolve each span; memoized by piece.
+
+        Each offset in ``clause_starts`` begins a sentence (a line break, which the sentencizer does not see)."""
+        key = (kind, piece, clause_starts, spans)
         with self._lock:
             found = self._memo.get(key)
             if found is not None:
@@ -262,6 +362,15 @@ class _Pipeline:
             if self._nlp is None:
                 self._build()
             doc = self._sentencizer(self._nlp.make_doc(piece))
+            if clause_starts:
+                starts = iter(clause_starts)
+                start = next(starts)
+                for tok in doc:
+                    if tok.idx >= start:
+                        tok.is_sent_start = True
+                        start = next(starts, None)
+                        if start is None:
+                            break
             targets = [doc.char_span(s, e, label=label, alignment_mode="expand") for s, e, label in spans]
             doc.spans[kind] = targets
             self._contexts[kind](doc)
@@ -338,10 +447,10 @@ class CnsReader:
         if not mentions:
             return ()
         out: list[CnsMatch] = []
-        for a, z, ms in _pieces(text, mentions, self._bounds):
+        for a, z, starts, ms in _pieces(text, mentions, self._bounds):
             spans = tuple((s - a, e - a, key.upper()) for s, e, key in ms)
-            for (s, e, key), (group, assertion, cue, why, quote) in zip(
-                    ms, self._pipeline.read("cns", text[a:z], spans, self._resolve_mention)):
+            read = self._pipeline.read("cns", text[a:z], tuple(x - a for x in starts), spans, self._resolve_mention)
+            for (s, e, key), (group, assertion, cue, why, quote) in zip(ms, read):
                 out.append(CnsMatch(group, self._labels[group], text[s:e], assertion, quote, cue, why))
         return tuple(out)
 
@@ -385,9 +494,10 @@ class CnsReader:
         found = self._workups.find(text)
         if not found:
             return None
-        for a, z, ms in _pieces(text, found, self._bounds):
+        for a, z, starts, ms in _pieces(text, found, self._bounds):
             spans = tuple((s - a, e - a, key) for s, e, key in ms)
-            for quote in self._pipeline.read("workup", text[a:z], spans, self._resolve_workup):
+            for quote in self._pipeline.read("workup", text[a:z], tuple(x - a for x in starts), spans,
+                                             self._resolve_workup):
                 if quote:
                     return quote
         return None
