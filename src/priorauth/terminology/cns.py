@@ -4,10 +4,11 @@ Codes match the groups of ``conditions.yaml`` by ICD-10-CM prefix. Text is read 
 
 1. One linear scan finds every synonym of a group or an exclusion (whole words, plural endings). Text without
    one is done with; nothing else runs.
-2. Only the sentences or clauses holding a mention go through medspaCy's ConText on spaCy's blank English
-   pipeline, with medspaCy's default rules adjusted by ``cns_context.yaml``. A clause longer than
-   ``bounds.segment_chars`` is read in windows that keep ``bounds.window_chars`` on each side of its mentions,
-   so that every piece the pipeline sees is bounded and the work grows linearly with the text.
+2. Only the clauses holding a mention go through medspaCy's ConText on spaCy's blank English pipeline, with
+   medspaCy's default rules adjusted by ``cns_context.yaml``: consecutive ones together, up to
+   ``bounds.segment_chars``, each its own sentence. A clause longer than that is read in windows that keep
+   ``bounds.window_chars`` on each side of its mentions. Every piece the pipeline sees is bounded (ConText's
+   work is quadratic in a piece's targets and modifiers), so the work grows linearly with the text.
 
 Every mention comes back with its assertion (present, historical, uncertain, negated, hypothetical, family,
 or excluded), the cue that decided it and the clause it was read in, so that disregarded mentions can be
