@@ -67,6 +67,7 @@ class _Group:
 
 
 def _normalize_code(code: str) -> str:
+    """As ``terminology.normalize_code`` (C90.02 -> C9002); that package imports this module, not the reverse."""
     return code.replace(".", "").replace(" ", "").upper()
 
 
