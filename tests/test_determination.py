@@ -279,5 +279,6 @@ def test_unconfirmed_rise_asks_for_the_confirming_test_in_I_A_1_and_I_A_4_b(poli
     assert d.node("I.A.1").status == "unknown" and "unconfirmed rise: serum M-protein 1.2 g/dL" in d.node("I.A.1").reason
     assert d.node("I.A.4.b").status == "unknown"
     asked = [m["documentation"] for m in d.missing if m["criterion"] == "I.A.1"]
-    assert asked == ["A confirming serum M-protein result after 2026-12-20 (IMWG requires two consecutive assessments), "
-                     "or a disease assessment showing progression or relapse"]
+    assert asked == ["A serum M-protein result dated after 2026-12-20 of at least 1.0 g/dL, to confirm the rise on "
+                     "2026-12-20 (IMWG requires two consecutive assessments), or a disease assessment showing "
+                     "progression or relapse"]
