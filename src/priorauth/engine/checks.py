@@ -431,22 +431,24 @@ def prior_lines(f: Facts, p: HistoryCheckParams) -> CheckResult:
     counts = sorted({v.count for v in t.variants})
     ambiguous = [u for u in hist.unrecognized if u.ambiguous]
     if len(counts) > 1:
-        return CheckResult(UNKNOWN, f"{_names(ambiguous)} can be read more than one way, giving "
-                                    f"{' or '.join(str(c) for c in counts)} prior lines{listing}",
-                           ev + _unrecognized_evidence(ambiguous),
-                           missing=(f"The drugs given in {_names(ambiguous)}, by name",))
+        fact = (f"{_names(ambiguous)} can be read more than one way, giving {' or '.join(str(c) for c in counts)} "
+                "prior lines")
+        return CheckResult(UNKNOWN, fact + listing, ev + _unrecognized_evidence(ambiguous),
+                           missing=(f"The drugs given in {_names(ambiguous)}, by name",), fact=fact)
     count = counts[0] if lc.count != counts[0] and len(t.variants) > 1 else lc.count
     head = f"{_plural(count, 'prior line')} of therapy ({lc.method}){note}"
     if count >= minimum:
-        return CheckResult(MET, f"{head}, at least {minimum} required{listing}", ev)
+        fact = f"{head}, at least {minimum} required"
+        return CheckResult(MET, fact + listing, ev, fact=fact)
     unsettled = [u for u in hist.unrecognized if not u.ambiguous]
     if unsettled:
-        return CheckResult(UNKNOWN, f"{head} from the recognized regimens, fewer than {minimum}; {_names(unsettled)}, "
-                                    f"not recognized, may be the missing line{listing}",
-                           ev + _unrecognized_evidence(unsettled),
+        fact = (f"{head} from the recognized regimens, fewer than {minimum}; {_names(unsettled)}, not recognized, may "
+                "be the missing line")
+        return CheckResult(UNKNOWN, fact + listing, ev + _unrecognized_evidence(unsettled),
                            missing=(f"What {_names(unsettled)} is (its active ingredient and dates), so it can be "
-                                    "placed in the lines of therapy",))
-    return CheckResult(NOT_MET, f"Only {head}, fewer than the {minimum} required{listing}", ev)
+                                    "placed in the lines of therapy",), fact=fact)
+    fact = f"only {head}, fewer than the {minimum} required"
+    return CheckResult(NOT_MET, fact[0].upper() + fact[1:] + listing, ev, fact=fact)
 
 
 class ClassParams(Param):
@@ -610,7 +612,7 @@ def requested_cells(f: Facts) -> tuple[float | None, str, tuple[Evidence, ...]]:
     req, member = f.case.request, f.case.member
     dose = req.dose
     if dose is None:
-        return None, "No dose was submitted", ()
+        return None, "No dose was submitted (CAR-positive viable T cells)", ()
     ev = [Evidence("dose", dose.value, dose.unit, source=str(dose.source))]
     try:
         cells = dose.value * factor(dose.unit, "{cells}")
@@ -632,11 +634,13 @@ def dose_at_most(f: Facts, p: DoseParams) -> CheckResult:
     cells, how, ev = requested_cells(f)
     maximum = p.maximum.to("{cells}")
     if cells is None:
-        need = "The member's weight" if ev else "The requested dose (CAR-positive viable T cells)"
+        need = ("The member's weight in kg (the dose is given per kg)" if ev else
+                "The requested dose, in CAR-positive viable T cells (at most 115 x 10^6)")
         return CheckResult(UNKNOWN, how, ev, missing=(need,))
     status = MET if at_least(maximum, cells) else NOT_MET
     verb = "does not exceed" if status == MET else "exceeds"
-    return CheckResult(status, f"Dose {how} {verb} {maximum / 1e6:.4g} x 10^6", ev)
+    return CheckResult(status, f"Dose {how} {verb} {maximum / 1e6:.4g} x 10^6 (the maximum dose of CAR-positive "
+                               "viable T cells)", ev)
 
 
 # ---- II.A.1 -----------------------------------------------------------------------------------------------
