@@ -22,7 +22,9 @@ make each criterion they could change ``unknown``. Every window is a policy para
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import date, timedelta
+from bisect import bisect_right
 from itertools import product
 from typing import Iterable, Sequence
 
@@ -58,7 +60,7 @@ class ProgressionMark:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Exposure:
     """One anti-myeloma drug (or steroid, or other product) over a period: first to last dose."""
 
@@ -79,7 +81,7 @@ class Exposure:
         return self.start <= day and (self.end is None or self.end >= day)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class ResolvedRegimen:
     index: int                         # position of its first entry in the submitted history
     start: date
@@ -99,6 +101,7 @@ class ResolvedRegimen:
     core: frozenset[str] = frozenset()  # the anti-myeloma drugs (steroids, supportive drugs aside): what a line
                                         # change is judged on
     acronym: str | None = None         # the usual acronym of its drugs, when the terminology knows one
+    _label: str | None = field(default=None, repr=False)
 
     @property
     def names(self) -> frozenset[str]:
@@ -113,11 +116,11 @@ class ResolvedRegimen:
         return self.end is None and not self.end_unknown
 
     def label(self) -> str:
-        drugs = ", ".join(d.generic for d in self.drugs)
-        name = self.written if self.written is not None else self.acronym
-        if name and drugs and name != drugs:
-            return f"{name} ({drugs})"
-        return name or drugs
+        if self._label is None:
+            drugs = ", ".join(d.generic for d in self.drugs)
+            name = self.written if self.written is not None else self.acronym
+            self._label = f"{name} ({drugs})" if name and drugs and name != drugs else (name or drugs)
+        return self._label
 
     def span(self) -> str:
         if self.end_unknown:
@@ -127,7 +130,7 @@ class ResolvedRegimen:
         return f"{self.start} to {self.end}" if self.end != self.start else f"on {self.start}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Unrecognized:
     """A product of the treatment history the terminology does not know (or an acronym with two meanings)."""
 
@@ -277,7 +280,10 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
         hist.steps.append(f"{_where(e.entries)} {e.drug.generic} {_span(e.start, e.end)}: not an anti-myeloma drug; "
                           "makes no regimen")
     anti_written = [w for w in written if _written_anti_myeloma(w, term)]
-    opened = _assemble(anti, anti_written, rules, term)
+    if anti:
+        opened = _assemble(anti, anti_written, rules, term)
+    else:   # regimens written as such only: nothing to assemble or split
+        opened = [_Open(w.entry.start, [], w.index, w, how="one regimen as written") for w in anti_written]
     acronyms = _acronyms(term)
     regimens = [_finish(o, steroids, term, acronyms) for o in opened]
     regimens += [_finish(_Open(w.entry.start, [], w.index, w, how="one regimen as written"), steroids, term, acronyms)
@@ -325,9 +331,7 @@ def _as_of(entry: Regimen, as_of: date, where: str, hist: TreatmentHistory) -> R
 
 def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHistory, singles: list[_Item],
                    written: list[_Written]) -> None:
-    where = f"therapies[{i}]"
     names = entry.names
-    field_name = "drugs" if entry.drugs is not None else ("regimen" if entry.regimen is not None else "drug")
     resolved = [term.resolve(n) for n in names]
     if len(names) == 1 and resolved[0].kind == "drug":
         singles.append(_Item(i, entry, resolved[0].drugs[0], names[0]))
@@ -335,13 +339,19 @@ def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHis
     drugs: list[Drug] = []
     meanings: tuple[tuple[Drug, ...], ...] = ()
     for k, (name, res) in enumerate(zip(names, resolved)):
-        at = f"{where}.{field_name}" + (f"[{k}]" if entry.drugs is not None else "")
+        if res.recognized:
+            for d in res.drugs:
+                if d not in drugs:
+                    drugs.append(d)
+            continue
+        field_name = "drugs" if entry.drugs is not None else ("regimen" if entry.regimen is not None else "drug")
+        at = f"therapies[{i}].{field_name}" + (f"[{k}]" if entry.drugs is not None else "")
         if res.kind == "ambiguous":
             meanings = res.meanings
             hist.unrecognized.append(_ambiguous(i, name, entry, res))
             hist.problems.append(f"{at}: {res.reason or repr(name) + ' has more than one usual meaning'}; every "
                                  "criterion its meanings disagree on is left for the reviewer")
-        elif not res.recognized:
+        else:
             hist.unrecognized.append(Unrecognized(i, name, entry.start, entry.end, entry.source, res.hints,
                                                   res.reason or f"{name!r} is not a product priorauth recognizes",
                                                   end_unknown=entry.stopped_undated))
@@ -464,15 +474,22 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
 
 def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             acronyms: dict[frozenset[str], str]) -> ResolvedRegimen:
+    w = o.written
+    members = o.members
+    if w is not None and not members:     # a written regimen without anti-myeloma drugs
+        e = w.entry
+        members = [Exposure(d, o.start, e.end, (o.index,), e.source, (w.text,), end_unknown=e.stopped_undated)
+                   for d in w.drugs]
     ends: list[date] = []
     ongoing = unknown = False
-    members = o.members
-    if o.written is not None and not members:     # a written regimen without anti-myeloma drugs
-        members = [Exposure(d, o.start, o.written.entry.end, (o.index,), o.written.entry.source, (o.written.text,),
-                            end_unknown=o.written.entry.stopped_undated) for d in o.written.drugs]
+    entries = {o.index}
+    drugs: dict[Drug, None] = dict.fromkeys(w.drugs) if w is not None else {}
     for k, x in enumerate(members):
-        if k in o.carried:
-            ends.append(o.carried[k] if x.end is None else min(o.carried[k], x.end))
+        entries.update(x.entries)
+        drugs[x.drug] = None
+        cut = o.carried.get(k)
+        if cut is not None:
+            ends.append(cut if x.end is None or cut < x.end else x.end)
         elif x.end_unknown:
             unknown = True
         elif x.end is None:
@@ -480,29 +497,30 @@ def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
         else:
             ends.append(x.end)
     end = None if ongoing or unknown or not ends else max(ends)
-    end_unknown = unknown and not ongoing
-    drugs = tuple(dict.fromkeys((o.written.drugs if o.written else ()) + tuple(x.drug for x in members)))
     r_end = end if end is not None else date.max
-    with_steroids = [s for s in steroids if s.start <= r_end and o.start <= (s.end or date.max)]
-    drugs = tuple(dict.fromkeys(drugs + tuple(s.drug for s in with_steroids)))
-    entries = tuple(sorted({o.index} | {i for x in members for i in x.entries} | {i for s in with_steroids
-                                                                                 for i in s.entries}))
-    first = min(members, key=lambda x: (x.start, x.entries[0])) if members else None
-    source = o.written.entry.source if o.written is not None else first.source
-    last = max(members, key=lambda x: (x.end or date.max, x.entries[0])) if members else None
-    w = o.written
-    intents = {x.intent for x in members} if w is None else {w.entry.intent}
-    lines = {x.line for x in members} if w is None else {w.entry.line}
+    for s in steroids:
+        if s.start <= r_end and o.start <= (s.end or date.max):
+            drugs[s.drug] = None
+            entries.update(s.entries)
+    if w is not None:
+        source, stop, intent, line = w.entry.source, w.entry.stop_reason, w.entry.intent, w.entry.line
+    else:
+        first = min(members, key=lambda x: (x.start, x.entries[0]))
+        last = max(members, key=lambda x: (x.end or date.max, x.entries[0]))
+        source, stop = first.source, last.stop_reason
+        intents = {x.intent for x in members}
+        lines = {x.line for x in members}
+        intent = intents.pop() if len(intents) == 1 else None
+        line = lines.pop() if len(lines) == 1 else None
+    anti = [d for d in drugs if term.is_anti_myeloma(d)]
+    names = frozenset(d.generic for d in drugs)
     return ResolvedRegimen(
-        index=o.index, start=o.start, end=end, drugs=drugs,
-        anti_myeloma=any(term.is_anti_myeloma(d) for d in drugs) or (w is not None and _written_anti_myeloma(w, term)),
-        source=source, entries=entries, written=w.text if w is not None else None, how=o.how,
-        intent=intents.pop() if len(intents) == 1 else None, line=lines.pop() if len(lines) == 1 else None,
-        stop_reason=w.entry.stop_reason if w is not None else (last.stop_reason if last else None),
-        trial=any(x.trial for x in members), end_unknown=end_unknown,
-        meanings=w.meanings if w is not None and len(w.meanings) > 1 else (),
-        core=frozenset(d.generic for d in drugs if term.is_anti_myeloma(d)),
-        acronym=acronyms.get(frozenset(d.generic for d in drugs)),
+        index=o.index, start=o.start, end=end, drugs=tuple(drugs),
+        anti_myeloma=bool(anti) or (w is not None and _written_anti_myeloma(w, term)),
+        source=source, entries=tuple(sorted(entries)), written=w.text if w is not None else None, how=o.how,
+        intent=intent, line=line, stop_reason=stop, trial=any(x.trial for x in members),
+        end_unknown=unknown and not ongoing, meanings=w.meanings if w is not None and len(w.meanings) > 1 else (),
+        core=frozenset(d.generic for d in anti), acronym=acronyms.get(names),
     )
 
 
@@ -512,7 +530,9 @@ def _overlaps(s: Exposure, r: ResolvedRegimen) -> bool:
     return s.start <= r_end and r.start <= s_end
 
 
+@lru_cache(maxsize=8)
 def _acronyms(term: Terminology) -> dict[frozenset[str], str]:
+    """The usual acronym of each drug combination the terminology knows (built once per terminology)."""
     out: dict[frozenset[str], str] = {}
     for name in getattr(term, "regimen_names", ()):
         drugs = term.regimen(name)
@@ -589,6 +609,7 @@ def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[Pro
     if partial:
         steps.append(f"line numbers given on {len(partial)} of {len(regs)} regimens: reported, not used")
     marks = sorted(marks, key=lambda m: m.date)
+    mark_days = [m.date for m in marks]
     # on the same day a transplant comes first: a regimen started on the transplant day follows it
     events: list[tuple[date, int, int, object]] = [(r.start, 1, r.index, r) for r in regs] + [
         (t.date, 0, t.index, t) for t in hist.transplants]
@@ -598,9 +619,14 @@ def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[Pro
     prev: ResolvedRegimen | None = None
     prev_tx: Transplant | None = None
     for day, _, _, ev in events:
-        since = max([x for x in (prev.start if prev else None, prev_tx.date if prev_tx else None) if x is not None],
-                    default=None)
-        progression = next((m for m in marks if since is not None and since < m.date <= day), None)
+        since = prev.start if prev is not None else None
+        if prev_tx is not None and (since is None or prev_tx.date > since):
+            since = prev_tx.date
+        progression = None
+        if since is not None:   # the first progression after ``since``, if it is dated on or before ``day``
+            k = bisect_right(mark_days, since)
+            if k < len(marks) and marks[k].date <= day:
+                progression = marks[k]
         if isinstance(ev, Transplant):
             why = _transplant_joins(ev, current, prev, prev_tx, progression, rules)
             if why is None or current is None:

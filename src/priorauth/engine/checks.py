@@ -69,11 +69,19 @@ class HistoryCheckParams(Param):
 
     @cached_property
     def history_rules(self):
-        return self.lines.rules()
+        return _interned(self.lines.rules())
 
     @cached_property
     def progression_rules(self):
-        return self.progression.rules()
+        return _interned(self.progression.rules())
+
+
+_INTERNED: dict = {}
+
+
+def _interned(rules):
+    """One object for equal rules, so that every check of a policy shares the treatment history computed once."""
+    return _INTERNED.setdefault(rules, rules)
 
 
 def _treatment(f: Facts, p: HistoryCheckParams):
@@ -420,14 +428,16 @@ def prior_lines(f: Facts, p: HistoryCheckParams) -> CheckResult:
         extra = f" (the prescriber states {stated} prior lines, which does not document them)" if stated is not None else ""
         return CheckResult(UNKNOWN, f"No treatment history was submitted{extra}", missing=(_HISTORY_NEEDED,))
     lc = t.lines
-    ev = tuple(Evidence(f"line {ln.number}", ln.describe(), date=ln.start,
+    described = [ln.describe() for ln in lc.lines]
+    ev = tuple(Evidence(f"line {ln.number}", text, date=ln.start,
                         source=str((ln.regimens[0] if ln.regimens else ln.transplants[0]).source))
-               for ln in lc.lines)
+               for ln, text in zip(lc.lines, described)) + tuple(
+        Evidence("how the history was read", step) for step in hist.steps)
     note = ""
     if stated is not None and stated != lc.count:
         note = f"; the prescriber states {stated}, which differs"
         f.problems.append(f"attestations.prior_lines: the prescriber states {stated} prior lines; the history shows {lc.count}")
-    listing = (": " + "; ".join(ln.describe() for ln in lc.lines)) if lc.lines else ""
+    listing = (": " + "; ".join(described)) if described else ""
     counts = sorted({v.count for v in t.variants})
     ambiguous = [u for u in hist.unrecognized if u.ambiguous]
     if len(counts) > 1:

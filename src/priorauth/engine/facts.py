@@ -71,7 +71,7 @@ class Facts:
     def treatment(self, rules: HistoryRules, progression: ProgressionRules, responses=(), findings=()) -> Treatment:
         """The treatment history assembled with ``rules``, the progression between its regimens (documented, and
         computed from each regimen's labs with ``progression``), and the lines it makes. Computed once per rules."""
-        key = (rules, progression, tuple(responses), tuple(findings))
+        key = (id(rules), id(progression), tuple(responses), tuple(findings))   # rules are interned per policy
         cache = self.__dict__.setdefault("_treatment", {})
         if key in cache:
             return cache[key]
@@ -83,7 +83,10 @@ class Facts:
                 self.problems.append(p)
         marks = documented + list(hist.stop_progressions)
         regs = hist.anti_myeloma
+        lab_days = sorted({lab.date for series in self.labs.values() for lab in series})
         for r, nxt in zip(regs, regs[1:] + [None]):
+            if not any(d > r.start and (nxt is None or d <= nxt.start) for d in lab_days):
+                continue      # no result while this regimen was the latest: nothing to compute
             for lp in lab_progression(self.labs, r.start, progression):
                 if lp.confirmed and lp.date > r.start and (nxt is None or lp.date <= nxt.start):
                     label, unit = self.analyte(lp.analyte)
@@ -120,7 +123,7 @@ class Facts:
                            treatment: Treatment | None = None) -> list[ProgressionEvent]:
         """Documented progression (assessments, imaging, entries stopped for progression) and lab progression
         computed for a regimen begun on ``since`` (confirmed, pending and not-confirmed rises alike)."""
-        key = (rules, since, tuple(responses), tuple(findings), id(treatment))
+        key = (id(rules), since, tuple(responses), tuple(findings), id(treatment))
         cache = self.__dict__.setdefault("_progression", {})
         if key in cache:
             return cache[key]

@@ -43,8 +43,11 @@ def normalize_code(code: str) -> str:
     return code.replace(".", "").replace(" ", "").upper()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Drug:
+    """One ingredient (formulations included). Made once per ingredient when the terminology loads, so identity
+    is equality (and hashing a drug is cheap)."""
+
     generic: str
     classes: frozenset[str]
     brands: tuple[str, ...] = ()
@@ -218,6 +221,13 @@ class Terminology:
 
     def resolve(self, text: str) -> Resolution:
         """A product name, code or regimen acronym of a record entry, resolved."""
+        memo = self.__dict__.setdefault("_resolve_memo", {})
+        found = memo.get(text)
+        if found is None:
+            found = memo[text] = self._resolve(text)
+        return found
+
+    def _resolve(self, text: str) -> Resolution:
         names = self.regimen(text)
         if names is not None:
             return Resolution(text, "regimen", tuple(self.drug(n) for n in names), rule="regimen acronym")
@@ -232,7 +242,7 @@ class Terminology:
         hints = set()
         if "bcma" in low:
             hints.add("anti_bcma")
-        if re.search(r"(?<![a-z])car(?![a-z])|(?<![a-z])car-?t|cel\b|leucel\b|cabtagene\b", low):
+        if re.search(r"(?<![a-z])car(?![a-z])|(?<![a-z])cart-|cel\b|cabtagene\b", low):
             hints.add("car_t")
         return frozenset(hints)
 
