@@ -242,7 +242,12 @@ class _Open:
     carried: dict[int, date] = field(default_factory=dict)   # member position -> day it went on in a new regimen
     how: str = ""
 
-    def going_on(self, day: date) -> list[int]:
+    def going_on(self, day: date, term: Terminology) -> list[int]:
+        if not self.members and self.written is not None:
+            e = self.written.entry
+            if not (e.start <= day and (e.end is None or e.end >= day)):
+                return []
+            self.members = _written_members(self.written, term)   # made only when a later drug may split it
         return [k for k, x in enumerate(self.members) if k not in self.carried and x.active_on(day)]
 
 
@@ -440,7 +445,7 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
     opened: list[_Open] = []
     for start, index, item in queue:
         if isinstance(item, _Written):
-            opened.append(_Open(start, _written_members(item, term), index, item, how="one regimen as written"))
+            opened.append(_Open(start, [], index, item, how="one regimen as written"))
             continue
         e = item
         cur = opened[-1] if opened else None
@@ -449,11 +454,11 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
             if cur.written is not None and e.drug not in cur.written.drugs:
                 cur.how += f", with {e.drug.generic} entered on its own from {e.start}"
             continue
-        going = next((o for o in reversed(opened) if o.going_on(e.start)), None)
+        going = next((o for o in reversed(opened) if o.going_on(e.start, term)), None)
         if going is None:
             opened.append(_Open(e.start, [e], e.entries[0]))
             continue
-        active = going.going_on(e.start)
+        active = going.going_on(e.start, term)
         if any(going.members[k].drug == e.drug for k in active):
             going.members.append(e)          # the same drug goes on (another entry or formulation)
             continue
@@ -476,12 +481,17 @@ def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             acronyms: dict[frozenset[str], str]) -> ResolvedRegimen:
     w = o.written
     members = o.members
-    if w is not None and not members:     # a written regimen without anti-myeloma drugs
-        e = w.entry
-        members = [Exposure(d, o.start, e.end, (o.index,), e.source, (w.text,), end_unknown=e.stopped_undated)
-                   for d in w.drugs]
     ends: list[date] = []
     ongoing = unknown = False
+    if w is not None and not o.carried:   # a written regimen not split: its own dates, and drugs that joined it
+        e = w.entry
+        if e.stopped_undated:
+            unknown = True
+        elif e.end is None:
+            ongoing = True
+        else:
+            ends.append(e.end)
+        members = [x for x in members if x.entries[0] != o.index]
     entries = {o.index}
     drugs: dict[Drug, None] = dict.fromkeys(w.drugs) if w is not None else {}
     for k, x in enumerate(members):
