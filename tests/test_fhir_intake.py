@@ -257,43 +257,50 @@ def test_full_bundle_gives_the_case_of_the_request():
         ("doc-1", "Oncology progress note", "application/pdf", "Binary/note-1", 48213, date(2027, 1, 9))]
 
 
-def test_medication_statements_form_regimens_and_the_procedure_a_transplant():
+def _regimens(case):
+    from priorauth.clinical.therapy import assemble_history
+    from priorauth.policies import default_policy
+    from priorauth.terminology import load_terminology
+
+    rules = default_policy().node("I.A.5").params.history_rules
+    hist = assemble_history(case.therapies, load_terminology(), case.request.received, rules)
+    return [(sorted(r.names), r.start, r.end, r.intent) for r in hist.regimens], hist
+
+
+def test_each_medication_statement_is_one_entry_and_they_assemble_into_the_regimens():
     case = read(full_bundle())
     got = [t.model_dump(exclude_none=True) for t in case.therapies]
-    assert got == [
-        {"drugs": ["bortezomib", "lenalidomide 25 MG Oral Capsule", "dexamethasone"], "start": date(2021, 3, 1),
-         "end": date(2021, 7, 15), "intent": "induction"},
-        {"drugs": ["lenalidomide"], "start": date(2021, 12, 1), "end": date(2023, 5, 20), "intent": "maintenance"},
-        {"regimen": "DPd", "start": date(2023, 6, 5), "end": date(2024, 8, 30)},
-        {"drugs": ["carfilzomib", "cyclophosphamide", "dexamethasone"], "start": date(2024, 9, 15), "end": date(2025, 6, 1)},
-        {"drugs": ["selinexor", "bortezomib", "dexamethasone"], "start": date(2025, 6, 20), "end": date(2026, 12, 1)},
-        {"procedure": "autologous_sct", "date": date(2021, 9, 2)},
+    assert got[0] == {"drug": "bortezomib", "start": date(2021, 3, 1), "end": date(2021, 7, 15), "intent": "induction"}
+    assert {"regimen": "DPd", "start": date(2023, 6, 5), "end": date(2024, 8, 30)} in got
+    assert got[-1] == {"procedure": "autologous_sct", "date": date(2021, 9, 2)}
+    assert all(str(t.source).startswith("b.json#MedicationStatement/") for t in case.therapies[:-1])
+    regimens, hist = _regimens(case)
+    assert regimens == [
+        (["bortezomib", "dexamethasone", "lenalidomide"], date(2021, 3, 1), date(2021, 7, 15), "induction"),
+        (["lenalidomide"], date(2021, 12, 1), date(2023, 5, 20), "maintenance"),
+        (["daratumumab", "dexamethasone", "pomalidomide"], date(2023, 6, 5), date(2024, 8, 30), None),
+        (["carfilzomib", "cyclophosphamide", "dexamethasone"], date(2024, 9, 15), date(2025, 6, 1), None),
+        (["bortezomib", "dexamethasone", "selinexor"], date(2025, 6, 20), date(2026, 12, 1), None),
     ]
-    assert [str(t.source) for t in case.therapies] == [
-        "b.json#MedicationStatement/vrd-1", "b.json#MedicationStatement/len-maint", "b.json#MedicationStatement/dpd-1",
-        "b.json#MedicationStatement/kcd-1", "b.json#MedicationStatement/svd-1", "b.json#Procedure/asct-1"]
+    assert [t.date for t in hist.transplants] == [date(2021, 9, 2)]
 
 
-def test_grouping_needs_the_same_start_end_intent_and_line():
+def test_medication_administrations_are_doses_of_one_exposure():
     b = full_bundle()
-    # one drug of the induction given with another intent is a regimen of its own
-    res(b, "MedicationStatement/vrd-3")["category"] = cc(C.CS_THERAPY_INTENT, "consolidation")
-    # a line number sets kcd-2 apart; an acronym grouped with another drug is expanded into its drugs
-    res(b, "MedicationStatement/kcd-2")["extension"] = [{"url": C.EXT_LINE_OF_THERAPY, "valueInteger": 3}]
-    b["entry"].append({"fullUrl": f"{BASE_URL}/MedicationStatement/dpd-extra", "resource": med_statement(
-        "dpd-extra", cc(text="zoledronic acid"), "2023-06-05", "2024-08-30")})
-    drugs = [(t.model_dump(exclude_none=True)) for t in read(b).therapies if t.source.path != "Procedure/asct-1"]
-    assert drugs == [
-        {"drugs": ["bortezomib", "lenalidomide 25 MG Oral Capsule"], "start": date(2021, 3, 1), "end": date(2021, 7, 15),
-         "intent": "induction"},
-        {"drugs": ["dexamethasone"], "start": date(2021, 3, 1), "end": date(2021, 7, 15), "intent": "consolidation"},
-        {"drugs": ["lenalidomide"], "start": date(2021, 12, 1), "end": date(2023, 5, 20), "intent": "maintenance"},
-        {"drugs": ["daratumumab", "pomalidomide", "dexamethasone", "zoledronic acid"], "start": date(2023, 6, 5),
-         "end": date(2024, 8, 30)},
-        {"drugs": ["carfilzomib", "dexamethasone"], "start": date(2024, 9, 15), "end": date(2025, 6, 1)},
-        {"drugs": ["cyclophosphamide"], "start": date(2024, 9, 15), "end": date(2025, 6, 1), "line": 3},
-        {"drugs": ["selinexor", "bortezomib", "dexamethasone"], "start": date(2025, 6, 20), "end": date(2026, 12, 1)},
-    ]
+    b["entry"] = [e for e in b["entry"] if not e["resource"]["resourceType"] == "MedicationStatement"
+                  or e["resource"]["id"] not in ("dpd-1",)]
+    for n, day in enumerate(("2023-06-05", "2023-06-12", "2023-07-10", "2023-08-07")):
+        for drug in ("daratumumab", "pomalidomide", "dexamethasone"):
+            mid = f"adm-{drug}-{n}"
+            b["entry"].append({"fullUrl": f"{BASE_URL}/MedicationAdministration/{mid}", "resource": {
+                "resourceType": "MedicationAdministration", "id": mid, "status": "completed",
+                "medicationCodeableConcept": cc(text=drug), "subject": ref("Patient/pat-1"),
+                "effectiveDateTime": day}})
+    case = read(b)
+    doses = [t for t in case.therapies if getattr(t, "doses", None)]
+    assert len(doses) == 12 and all(len(t.doses) == 1 for t in doses)
+    regimens, _ = _regimens(case)
+    assert (["daratumumab", "dexamethasone", "pomalidomide"], date(2023, 6, 5), date(2023, 8, 7), None) in regimens
 
 
 def test_every_fact_names_the_resource_it_came_from():
@@ -355,7 +362,8 @@ def test_full_bundle_meets_the_criteria_with_evidence_from_the_bundle():
     assert evidence_sources(d, "scope.product") == ["b.json#MedicationRequest/mr-anito"]
     assert d.node("I.A.5").reason.startswith("4 prior lines of therapy")
     assert d.authorization["tocilizumab"] == {"doses": 4, "max_mg_per_dose": 800, "modified": False,
-                                              "requested": {"doses": 4, "dose": "800 mg", "mg_per_dose": 800}}
+                                              "requested": {"doses": 4, "dose": "800 mg", "mg_per_dose": 800},
+                                              "basis": "800 mg per dose, within the cap of 800 mg"}
 
 
 def test_a_cns_condition_makes_I_A_6_not_met():
@@ -478,7 +486,7 @@ def test_products_requested_or_ordered_alongside_are_concurrent():
         "medicationCodeableConcept": cc(text="Abecma"), "subject": ref("Patient/pat-1"), "authoredOn": "2027-01-02"}})
     case = read(b)
     assert case.request.concurrent == ["Carvykti", "Abecma"]
-    assert len(case.therapies) == 6  # the order is not a prior therapy
+    assert len(case.therapies) == 12  # one entry per MedicationStatement and the transplant: the order is not a prior therapy
     d = evaluate(case)
     assert statuses(d)["I.A.9"] == "not_met"
     assert evidence_sources(d, "I.A.9") == ["b.json#Claim/claim-1.item[2]", "b.json#MedicationRequest/mr-abecma"]
@@ -547,8 +555,8 @@ def test_references_by_fullurl_diagnosis_references_and_other_medication_resourc
     assert str(case.request.source.at("diagnoses[0]")) == "b.json#Condition/cond-mm"
     assert [h.code for h in case.history] == ["I10"]
     dumped = [t.model_dump(exclude_none=True) for t in case.therapies]
-    assert {"drugs": ["Revlimid"], "start": date(2021, 12, 1), "end": date(2023, 5, 20), "intent": "maintenance"} in dumped
-    assert {"drugs": ["acyclovir"], "start": date(2021, 3, 1), "end": date(2021, 3, 20)} in dumped
+    assert {"drug": "Revlimid", "start": date(2021, 12, 1), "end": date(2023, 5, 20), "intent": "maintenance"} in dumped
+    assert {"drug": "acyclovir", "start": date(2021, 3, 1), "end": date(2021, 3, 20)} in dumped
     assert {"procedure": "autologous_sct", "date": date(2021, 9, 2)} in dumped
     assert evaluate(case).outcome == "meets_criteria"
 

@@ -131,18 +131,23 @@ def facts(case: Case) -> dict:
             (h.code or "", (h.text or "").lower(), h.onset or date.min, h.status or "") for h in case.history),
         "attestations": None if case.attestations is None else case.attestations.model_dump(exclude_none=True),
     }
+    # therapies: what the engine reads from them (the assembled regimens, transplants, unrecognized products), as
+    # the writer sends one resource per drug and the reader gives one entry per resource
     therapies = None
     if case.therapies is not None:
-        therapies = []
-        for t in case.therapies:
-            if isinstance(t, Procedure):
-                therapies.append(("procedure", t.procedure, t.date, t.date, t.line, ""))
-            else:
-                drugs = term.regimen(t.regimen) if t.regimen is not None and term.regimen(t.regimen) else (
-                    [t.regimen] if t.regimen is not None else t.drugs)
-                therapies.append(("regimen", tuple(sorted(_drug(d) for d in drugs)), t.start, t.end or date.max,
-                                  t.line, t.intent or ""))
-        therapies.sort(key=repr)
+        from priorauth.clinical.therapy import assemble_history
+        from priorauth.policies import default_policy
+
+        hist = assemble_history(case.therapies, term, case.request.received,
+                                default_policy().node("I.A.5").params.history_rules)
+        therapies = sorted([("regimen", tuple(sorted(r.names)), r.start, r.end or date.max, r.line, r.intent or "",
+                             r.stop_reason or "", r.trial) for r in hist.regimens]
+                           + [("procedure", t.entry.procedure, t.date, t.date, t.entry.line, "", "", False)
+                              for t in hist.transplants]
+                           + [("other", e.drug.generic, e.start, e.end or date.max, e.line, e.intent or "", "", e.trial)
+                              for e in hist.others]
+                           + [("unrecognized", u.name, u.start, u.end or date.max, None, "", "", False)
+                              for u in hist.unrecognized], key=repr)
     out["therapies"] = therapies
     return out
 

@@ -204,13 +204,21 @@ def test_ucum_customary_units_in_brackets():
 
 def test_first_use_from_many_threads_at_once_is_safe(monkeypatch):
     """The service evaluates in a thread pool: the registry is made once and pint is used under a lock."""
-    import threading
-
     from priorauth.clinical import units
 
     monkeypatch.setattr(units, "_registry", None)
     units._parse.cache_clear()
     units.factor.cache_clear()
+    try:
+        _threads_convert(units)
+    finally:   # what was parsed belongs to the fresh registry, which monkeypatch is about to replace
+        units._parse.cache_clear()
+        units.factor.cache_clear()
+
+
+def _threads_convert(units) -> None:
+    import threading
+
     spellings = [("g/dL", "mg/L"), ("mg/dL", "g/L"), ("10*6{cells}", "10*6{cells}"), ("[lb_av]", "kg"),
                  ("mg/(24.h)", "mg/(24.h)"), ("x10^6 cells", "10*6{cells}"), ("/mm3", "/uL"), ("mL/min", "mL/min")]
     barrier = threading.Barrier(16)

@@ -40,8 +40,8 @@ import yaml
 from priorauth.case import Case, Lab, Procedure, Quantity, Regimen
 from priorauth.fhir.codes import (
     CLAIM_TYPE, CONDITION_CLINICAL, CPT, CPT_TRANSPLANT, CS_DRUG_CLASS, CS_IMAGING_FINDING, CS_IMWG_RESPONSE,
-    CS_LAB_TEST, CS_LINE_OF_BUSINESS, CS_THERAPY_INTENT, DTR_QUESTIONNAIRE_RESPONSE, EXT_CERTIFICATION_TYPE,
-    EXT_LINE_OF_THERAPY, EXT_REQUESTED_SERVICE, HCPCS, ICD10CM, INTERPRETATION, KIND_CERTIFICATION, LOINC,
+    CS_LAB_TEST, CS_LINE_OF_BUSINESS, CS_STOP_REASON, CS_THERAPY_INTENT, DTR_QUESTIONNAIRE_RESPONSE,
+    EXT_CERTIFICATION_TYPE, EXT_CLINICAL_TRIAL, EXT_LINE_OF_THERAPY, EXT_REQUESTED_SERVICE, HCPCS, ICD10CM, INTERPRETATION, KIND_CERTIFICATION, LOINC,
     LOINC_BODY_WEIGHT, LOINC_DISEASE_STATUS, LOINC_MEDICATION_HISTORY, LOINC_PAST_ILLNESS, NPI, NUCC, PAS_CLAIM,
     PAS_REQUEST_BUNDLE, PAS_SUPPORTING_INFO_TYPE, PROCESS_PRIORITY, RXNORM, SNOMED, SNOMED_CONSULTATION, SOPT, UCUM,
     X12_CERTIFICATION_TYPE,
@@ -523,24 +523,33 @@ def _line_extension(line: int | None) -> list[dict[str, Any]]:
 
 
 def _medication_statements(r: Regimen, rid: str, subject: dict) -> list[dict[str, Any]]:
-    """One MedicationStatement per drug (or one for a regimen acronym), all with the regimen's period,
-    intent and line, which is how the reader groups them back into the regimen."""
-    names = [r.regimen] if r.regimen is not None else [d for d in r.drugs if str(d).strip()]
+    """One MedicationStatement per drug (or one for a regimen acronym) over the entry's period, with its intent,
+    line, stop reason and trial flag; a drug given by administration dates, one MedicationAdministration per dose.
+    The reader gives each resource back as one entry, and the clinical layer assembles them into regimens."""
+    names = r.names
     period = {"start": r.start.isoformat()}
     if r.end is not None:
         period["end"] = r.end.isoformat()
+    ext = _line_extension(r.line) + ([{"url": EXT_CLINICAL_TRIAL, "valueBoolean": True}] if r.trial else [])
     out = []
-    for j, name in enumerate(names, 1):
-        ms: dict[str, Any] = {"resourceType": "MedicationStatement", "id": f"{rid}-{j}" if len(names) > 1 else rid}
-        ext = _line_extension(r.line)
+    dates = r.doses if r.doses is not None else [None]
+    for j, (name, day) in enumerate(((n, d) for n in names for d in dates), 1):
+        many = len(names) * len(dates) > 1
+        kind = "MedicationAdministration" if day is not None else "MedicationStatement"
+        ms: dict[str, Any] = {"resourceType": kind, "id": f"{rid}-{j}" if many else rid}
         if ext:
             ms["extension"] = ext
-        ms["status"] = "completed" if r.end is not None else "active"
+        ms["status"] = "completed" if r.end is not None or r.stop_reason or day is not None else "active"
+        if r.stop_reason and (day is None or day == dates[-1]):
+            ms["statusReason"] = [{"coding": [{"system": CS_STOP_REASON, "code": r.stop_reason}]}]
         if r.intent:
             ms["category"] = {"coding": [{"system": CS_THERAPY_INTENT, "code": r.intent}]}
         ms["medicationCodeableConcept"] = ({"text": name.strip()} if r.regimen is not None else _drug_concept(name))
         ms["subject"] = subject
-        ms["effectivePeriod"] = period
+        if day is not None:
+            ms["effectiveDateTime"] = day.isoformat()
+        else:
+            ms["effectivePeriod"] = period
         out.append(ms)
     return out
 

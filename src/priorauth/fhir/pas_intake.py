@@ -52,10 +52,11 @@ from typing import Any, NamedTuple
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from priorauth.case import LAB_TESTS, THERAPY_TAGS, Case, Source
+from priorauth.case import LAB_TESTS, STOP_REASONS, THERAPY_TAGS, Case, Source
 from priorauth.fhir.codes import (CERTIFICATION_KIND, CONDITION_CLINICAL, CPT, CPT_TRANSPLANT, CS_DRUG_CLASS,
                                   CS_IMAGING_FINDING, CS_IMWG_RESPONSE, CS_LAB_TEST, CS_LINE_OF_BUSINESS,
-                                  CS_THERAPY_INTENT, EXT_CERTIFICATION_TYPE, EXT_LINE_OF_THERAPY,
+                                  CS_STOP_REASON, CS_THERAPY_INTENT, EXT_CERTIFICATION_TYPE, EXT_CLINICAL_TRIAL,
+                                  EXT_LINE_OF_THERAPY,
                                   EXT_REQUESTED_SERVICE, HCPCS, ICD10CM, INTERPRETATION, LOINC,
                                   LOINC_BODY_WEIGHT, LOINC_DISEASE_STATUS, LOINC_MEDICATION_HISTORY,
                                   LOINC_PAST_ILLNESS, NPI, NUCC, PROCESS_PRIORITY, RXNORM, SNOMED,
@@ -1550,11 +1551,9 @@ class _Reader:
         return _LEFT_OUT
 
     def _therapies(self) -> tuple[list[dict], list[str]]:
-        """Regimens from medication resources and transplants from Procedures, in Bundle order.
-
-        Medication entries with the same start, end, intent and line form one regimen (its drugs in Bundle
-        order, a regimen acronym expanded when it is grouped with other entries); a regimen's source is its first
-        resource.
+        """Therapy entries from medication resources (one per resource: a drug over its period, one administration,
+        or a regimen acronym) and transplants from Procedures, in Bundle order. Grouping drugs into regimens is the
+        clinical layer's work (priorauth.clinical.therapy), the same for every shape of record.
         """
         by_type = self.by_type
         claimed = self.claimed
@@ -1565,41 +1564,36 @@ class _Reader:
         # MedicationRequest (a draft or cancelled order was never given) only when it is read as a therapy
         self.therapy_resources = len(ks) - len(by_type.get("MedicationRequest", ())) + len(
             claimed.intersection(by_type.get("MedicationRequest", ())))
-        groups: dict[tuple, list[tuple]] = {}
+        out: list[dict] = []
+        srcs: list[str] = []
+        items = self.items.setdefault("therapies", [])
         for k in ks:
             try:
                 row = self._medication_row(k)
             except (TypeError, AttributeError, ValueError) as exc:
                 self._shape_problem(k, exc)
                 continue
-            if row is not None:
-                if self.res[k]["resourceType"] == "MedicationRequest":
-                    self.therapy_resources += 1
-                group = groups.get(row[0])
-                if group is None:
-                    groups[row[0]] = [row]
-                else:
-                    group.append(row)
-        out: list[dict] = []
-        srcs: list[str] = []
-        items = self.items.setdefault("therapies", [])
-        for (start, end, intent, line), rows in groups.items():
-            _, k, name, regimen, fields = rows[0]
-            if len(rows) == 1 and regimen is not None:
+            if row is None:
+                continue
+            rt = self.res[k]["resourceType"]
+            if rt == "MedicationRequest":
+                self.therapy_resources += 1
+            (start, end, intent, line), _, name, regimen, fields, extra = row
+            # one entry per resource: the clinical layer assembles single drugs into regimens; an administration is
+            # one dose (several days of infusion: a period)
+            if regimen is not None:
                 entry: dict[str, Any] = {"regimen": name, "start": start}
+            elif rt == "MedicationAdministration" and (end is None or end == start):
+                entry = {"drug": name, "doses": [start]}
             else:
-                drugs: list[str] = []
-                for row in rows:
-                    for d in (row[3] if row[3] is not None else (row[2],)):
-                        if d not in drugs:
-                            drugs.append(d)
-                entry = {"drugs": drugs, "start": start}
-            if end is not None:
+                entry = {"drug": name, "start": start}
+            if end is not None and "doses" not in entry:
                 entry["end"] = end
             if intent is not None:
                 entry["intent"] = intent
             if line is not None:
                 entry["line"] = line
+            entry.update(extra)
             out.append(entry)
             srcs.append(self.labels[k])
             items.append((k, fields))
@@ -1677,12 +1671,25 @@ class _Reader:
                             ok = False
                         break
         line = None
+        extra: dict[str, Any] = {}
         if "extension" in res:
             line, _, line_ok = self._line(res, self.base(k))
             ok = ok and line_ok
+            if any(isinstance(e, dict) and e.get("url") == EXT_CLINICAL_TRIAL and e.get("valueBoolean") is True
+                   for e in _list(res.get("extension"))):
+                extra["trial"] = True
+        for n, reason in enumerate(_list(res.get("statusReason"))):
+            for m, c in enumerate(_codings(reason)):
+                if c.__class__ is dict and c.get("system") == CS_STOP_REASON:
+                    if c.get("code") in STOP_REASONS:
+                        extra["stop_reason"] = c["code"]
+                    else:
+                        self.issue(f"{self.base(k)}.statusReason[{n}].coding[{m}].code", VALUE,
+                                   f"{c.get('code')!r} is not one of {', '.join(STOP_REASONS)}")
+                        ok = False
         if not ok:
             return None
-        return (start, end, intent, line), k, name, regimen, _THERAPY_DATES[dates]
+        return (start, end, intent, line), k, name, regimen, _THERAPY_DATES[dates], extra
 
     def _period_problems(self, period: dict, expr: str, what: str) -> None:
         start = self._date(period.get("start"), f"{expr}.start", f"the start of {what}")
@@ -2184,7 +2191,8 @@ _LAB_UNIT = {**_LAB_CODE, "unit": "valueQuantity.unit"}
 _LAB_INTEGER = {**_LAB_CODE, "value": "valueInteger", "unit": "valueInteger"}
 _ASSESSMENT = {"date": "effective[x]", "response": "valueCodeableConcept", "finding": "valueCodeableConcept",
                "text": "note"}
-_THERAPY = {"drugs": "medication[x]", "regimen": "medication[x]", "intent": "category", "line": "extension"}
+_THERAPY = {"drugs": "medication[x]", "regimen": "medication[x]", "drug": "medication[x]", "doses": "effective[x]",
+            "intent": "category", "line": "extension", "stop_reason": "statusReason", "trial": "extension"}
 _THERAPY_DATES = {
     "effectivePeriod": {**_THERAPY, "start": "effectivePeriod.start", "end": "effectivePeriod.end"},
     "effectiveDateTime": {**_THERAPY, "start": "effectiveDateTime", "end": "effectiveDateTime"},

@@ -15,7 +15,7 @@ import yaml
 
 from priorauth.terminology.cns import CnsMatch, CnsReader
 
-__all__ = ["Drug", "CnsMatch", "Terminology", "load_terminology", "fold_name", "normalize_name", "normalize_code"]
+__all__ = ["Drug", "Resolution", "CnsMatch", "Terminology", "load_terminology", "fold_name", "normalize_name", "normalize_code"]
 
 _MARKS = re.compile(r"[®™©]")
 _SPACE = re.compile(r"\s+")
@@ -45,8 +45,11 @@ def normalize_code(code: str) -> str:
     return code.replace(".", "").replace(" ", "").upper()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Drug:
+    """One ingredient (formulations included). Made once per ingredient when the terminology loads, so identity
+    is equality (and hashing a drug is cheap)."""
+
     generic: str
     classes: frozenset[str]
     brands: tuple[str, ...] = ()
@@ -55,6 +58,25 @@ class Drug:
 
     def has(self, cls: str) -> bool:
         return cls in self.classes
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """How one name of a record resolves: a drug, a regimen's drugs, an ambiguous acronym, or nothing."""
+
+    text: str
+    kind: str                                   # "drug" | "regimen" | "ambiguous" | "unrecognized"
+    drugs: tuple[Drug, ...] = ()
+    meanings: tuple[tuple[Drug, ...], ...] = ()
+    rule: str = ""
+    normalized: str = ""
+    formulation: str | None = None
+    hints: frozenset[str] = frozenset()
+    reason: str = ""
+
+    @property
+    def recognized(self) -> bool:
+        return self.kind in ("drug", "regimen")
 
 
 def _read(name: str) -> dict:
@@ -167,6 +189,33 @@ class Terminology:
                 words.append(word)
         key2 = _FDA_SUFFIX.sub("", " ".join(words))
         return self._drugs.get(key2) if key2 and key2 != key else None
+
+    def resolve(self, text: str) -> Resolution:
+        """A product name, code or regimen acronym of a record entry, resolved."""
+        memo = self.__dict__.setdefault("_resolve_memo", {})
+        found = memo.get(text)
+        if found is None:
+            found = memo[text] = self._resolve(text)
+        return found
+
+    def _resolve(self, text: str) -> Resolution:
+        names = self.regimen(text)
+        if names is not None:
+            return Resolution(text, "regimen", tuple(self.drug(n) for n in names), rule="regimen acronym")
+        d = self.drug(text)
+        if d is not None:
+            return Resolution(text, "drug", (d,), rule="name")
+        return Resolution(text, "unrecognized", hints=self.name_hints(text),
+                          reason=f"{text!r} is not a product priorauth recognizes")
+
+    def name_hints(self, text: str) -> frozenset[str]:
+        low = str(text).lower()
+        hints = set()
+        if "bcma" in low:
+            hints.add("anti_bcma")
+        if re.search(r"(?<![a-z])car(?![a-z])|(?<![a-z])cart-|cel\b|cabtagene\b", low):
+            hints.add("car_t")
+        return frozenset(hints)
 
     def regimen(self, acronym: str) -> tuple[str, ...] | None:
         return self._regimens.get(str(acronym).strip().lower())
