@@ -29,7 +29,7 @@ def generic(t, text):
     ("teclistamab", "teclistamab"),
     ("teclistamab-cqyv", "teclistamab"),
     ("belantamab mafodotin-blmf", "belantamab mafodotin"),
-    ("daratumumab and hyaluronidase-fihj", "daratumumab and hyaluronidase"),
+    ("daratumumab and hyaluronidase-fihj", "daratumumab"),   # a formulation of daratumumab: one drug
     ("  Daratumumab  ", "daratumumab"),
     # brand names, case-insensitive, with trademark marks
     ("Tecvayli", "teclistamab"),
@@ -37,7 +37,7 @@ def generic(t, text):
     ("tecvayli", "teclistamab"),
     ("Sarclisa", "isatuximab"),
     ("Velcade®", "bortezomib"),
-    ("Darzalex Faspro", "daratumumab and hyaluronidase"),
+    ("Darzalex Faspro", "daratumumab"),
     ("Darzalex", "daratumumab"),
     # RxNorm and HCPCS codes
     ("342369", "lenalidomide"),
@@ -62,7 +62,7 @@ def test_drug_lookup(t, text, expected):
     assert generic(t, text) == expected
 
 
-@pytest.mark.parametrize("text", ["foozumab", "", "   ", "J9999", "999999", "aspirin", "25 mg capsules", "KITE-999"])
+@pytest.mark.parametrize("text", ["foozumab", "", "   ", "J9999", "999999", "25 mg capsules", "KITE-999", "VRd", "BVd"])
 def test_unknown_drug_is_none(t, text):
     assert t.drug(text) is None
 
@@ -298,7 +298,8 @@ def test_cns_text_negated(text):
     assert load_terminology().cns_text(text) == ()
 
 
-def test_suffix_names_the_product_it_belongs_to():
+def test_suffix_names_the_formulation_it_belongs_to():
     t = load_terminology()
-    assert t.drug("daratumumab-fihj").generic == "daratumumab and hyaluronidase"
-    assert t.drug("daratumumab").generic == "daratumumab"
+    assert t.drug("daratumumab-fihj") is t.drug("daratumumab")
+    assert t.resolve("daratumumab-fihj").formulation == "daratumumab and hyaluronidase-fihj"
+    assert t.resolve("daratumumab").formulation is None
