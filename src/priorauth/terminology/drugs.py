@@ -156,7 +156,7 @@ class DrugVocabulary:
         status = entry.get("status")
         if status not in STATUSES:
             raise ValueError(f"{what}: status {status!r} is not one of {', '.join(STATUSES)}")
-        where = ", ".join(self.sources[i]["title"].split(" (")[0] for i in ids)
+        where = ", ".join(self.sources[i]["short"] for i in ids)
         return f"{entry['ref']} [{where}]" if entry.get("ref") else where
 
     def _add_drug(self, entry: dict) -> None:

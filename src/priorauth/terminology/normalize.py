@@ -125,15 +125,14 @@ def _is_strength(token: str) -> bool:
     t = token.strip(".,;:")
     if not t or t in _UNITS:
         return True
-    if "/" in t and all(part in _UNITS for part in t.split("/")):
-        return True
+    if "/" in t:   # "mg/m2", "1,800 mg/30,000 units" split as "mg/30,000"
+        return all(part and _is_strength(part) for part in t.split("/"))
     if not t[0].isdigit():
         return False
     i = 1
     while i < len(t) and (t[i].isdigit() or t[i] in ".,^%-x"):
         i += 1
-    rest = t[i:]
-    return rest == "" or rest in _UNITS or all(part in _UNITS for part in rest.split("/"))
+    return i == len(t) or t[i:] in _UNITS
 
 
 def strip_words(key: str) -> tuple[str, str | None, bool]:
