@@ -663,3 +663,15 @@ def test_drug_codes_follow_the_formulation(t):
     assert t.drug_codes("daratumumab").hcpcs == ("J9145",)
     assert t.drug_codes("dara SC").display == "daratumumab and hyaluronidase-fihj"
     assert t.drug_codes("lisinopril") is None
+
+
+@pytest.mark.parametrize("text, generic, formulation", [
+    ("Velcade (R)", "bortezomib", None),
+    ("daratumumab (C1D1)", "daratumumab", None),
+    ("dara (SC)", "daratumumab", "daratumumab and hyaluronidase-fihj"),
+    ("bortezomib (trial)", "bortezomib", None),
+])
+def test_words_in_parentheses_that_say_nothing(t, text, generic, formulation):
+    r = t.resolve(text)
+    assert r.kind == "drug" and names(r) == [generic]
+    assert r.formulation == formulation

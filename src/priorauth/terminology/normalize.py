@@ -27,7 +27,9 @@ __all__ = ["fold", "compact", "strip_fda_suffix", "split_parentheses", "strip_wo
 _MARKS = dict.fromkeys(map(ord, "®™©℠"), None)
 _FOLD = str.maketrans({**dict.fromkeys("‐‑‒–—―−", "-"), "_": " ", "[": " ", "]": " ", "{": " ", "}": " "})
 _NON_WORD = re.compile(r"[\W_]+")
-_TOKENS = re.compile(r"[0-9a-z]+")
+# CAR (or CARs, CART, CART19) as a word of its own, or a word ending in -cel (-leucel) or -cabtagene; each
+# alternative is a fixed word or a run of digits before a fixed boundary, so the scan cannot backtrack far
+_CAR_T = re.compile(r"(?<![0-9a-z])car(?:s|t[0-9]*)?(?![0-9a-z])|cel(?![0-9a-z])|cabtagene(?![0-9a-z])")
 _PARENS = re.compile(r"[()]")
 
 #: route words and the route they name
@@ -192,11 +194,8 @@ def name_hints(folded: str) -> frozenset[str]:
     hints = set()
     if "bcma" in folded:
         hints.add("anti_bcma")
-    for token in _TOKENS.findall(folded):
-        if token in ("car", "cars", "cart") or (token.startswith("cart") and token[4:].isdigit()) \
-                or token.endswith("cel") or token.endswith("cabtagene"):
-            hints.add("car_t")
-            break
+    if _CAR_T.search(folded):
+        hints.add("car_t")
     return frozenset(hints)
 
 
