@@ -76,6 +76,9 @@ BROKEN = {
 BROKEN_ALL = [e for edits, _ in BROKEN.values() for e in edits if e[0] != "serum_m_protein: {value: 1.0, unit: g/dL, reference: I.A.4.a.i}"]
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cases"
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "priorauth.cli", *args]
 
@@ -113,6 +116,8 @@ def runs(files) -> dict[str, subprocess.CompletedProcess]:
         "lab_only_later": _cli("evaluate", f["lab_only"], "--json", "--as-of", "2027-03-01"),
         "as_of_earlier": _cli("evaluate", f["case"], "--json", "--as-of", "2027-01-01"),
         "as_of_bad": _cli("evaluate", f["case"], "--json", "--as-of", "notadate"),
+        "report_as_of": _cli("evaluate", f["case"], "--as-of", "2027-01-20"),
+        "report_no_effective_date": _cli("evaluate", str(EXAMPLES / "not-yet-effective.yaml")),
         "policy_show": _cli("policy", "show"),
         "policy_check_bundled": _cli("policy", "check", str(BUNDLED_POLICY)),
         "policy_check_missing": _cli("policy", "check", str(Path(f["case"]).parent / "no_such_policy.yaml")),
@@ -231,6 +236,22 @@ def test_default_report_has_outcome_and_criterion_ids(runs):
     for cid in ("I.A.1", "I.A.2", "I.A.3", "I.A.4.a.i", "I.A.4.b", "I.A.5.c", "I.A.6", "I.A.10", "III.B"):
         assert cid in out, f"{cid} not in the report"
     assert "CLI-01" in out and "CP.PHAR.769" in out
+
+
+def test_report_names_the_evaluation_date_and_the_receipt_date_apart(runs):
+    out = " ".join(ok(runs["report_as_of"]).stdout.split())
+    assert "evaluation date 2027-01-20 (received 2027-01-11)" in out
+
+
+def test_not_applicable_for_want_of_an_effective_date_says_how_to_set_it(runs):
+    out = " ".join(ok(runs["report_no_effective_date"]).stdout.split())
+    assert "NOT APPLICABLE" in out
+    assert "policy_effective: YYYY-MM-DD" in out and "--config payer.yaml" in out and "context:" in out
+
+
+def test_report_shows_where_each_fact_came_from(runs):
+    out = " ".join(ok(runs["report"]).stdout.split())
+    assert "serum M-protein: 1.6 g/dL (2027-01-03), from" in out and "#labs[0]" in out
 
 
 # ---- policy show / check ------------------------------------------------------------------------------------

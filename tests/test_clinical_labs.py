@@ -16,7 +16,7 @@ from priorauth.clinical.labs import above, at_least, flc_points, lab_progression
 from priorauth.clinical.units import convert
 from priorauth.policies import default_policy
 
-RULES = default_policy().node("I.A.4.b").params.rules
+RULES = default_policy().node("I.A.4.b").params.progression_rules
 FLC = RULES.flc
 AS_OF = date(2027, 1, 11)
 SINCE = date(2025, 12, 31)          # start of the last regimen in the progression tests
@@ -275,26 +275,84 @@ def test_confirmation_is_judged_against_the_same_nadir():
     assert (e.value, e.confirm_value) == (1.6, 1.55)
 
 
-def test_unconfirmed_last_rise():
+def test_unconfirmed_last_rise_names_the_value_a_confirming_result_must_reach():
     (e,) = progression(series("serum_m_protein", [1.0, 1.6]))
-    assert e.confirmed is False and e.confirm_value is None and e.date == day(1)
-    assert "not yet confirmed by a second result" in e.describe("serum M-protein", "g/dL")
+    assert e.status == "pending" and e.confirmed is False and e.confirm_value is None and e.date == day(1)
+    assert e.needed == 1.5                                   # nadir 1.0: + 0.5 g/dL beats + 25 %
+    assert "a later result must reach at least 1.5 g/dL" in e.describe("serum M-protein", "g/dL")
 
 
-def test_rise_followed_by_a_non_qualifying_result_is_not_progression():
-    assert progression(series("serum_m_protein", [1.0, 1.6, 1.4])) == []
+def test_rise_followed_by_a_non_qualifying_result_is_not_confirmed():
+    (e,) = progression(series("serum_m_protein", [1.0, 1.6, 1.4]))
+    assert e.status == "not_confirmed" and (e.confirm_value, e.confirm_date) == (1.4, day(2))
+    assert "not confirmed: the next result was 1.4 g/dL" in e.describe("serum M-protein", "g/dL")
 
 
 def test_failed_confirmation_then_a_later_confirmed_rise():
-    (e,) = progression(series("serum_m_protein", [1.0, 1.6, 1.3, 1.6, 1.7]))
-    assert e.confirmed is True and (e.date, e.confirm_date) == (day(3), day(4))
+    first, second = progression(series("serum_m_protein", [1.0, 1.6, 1.3, 1.6, 1.7]))
+    assert first.status == "not_confirmed" and first.date == day(1)
+    assert second.confirmed is True and (second.date, second.confirm_date) == (day(3), day(4))
 
 
-def test_results_before_since_are_ignored():
-    labs_ = [lab("serum_m_protein", 0.5, SINCE - timedelta(days=20))] + series("serum_m_protein", [1.0, 1.4, 1.4])
-    assert progression(labs_) == []                                     # nadir 1.0: +0.4 only
-    (e,) = progression(labs_, since=SINCE - timedelta(days=30))          # with 0.5 in the series: a rise
-    assert e.nadir == 0.5 and e.confirmed is True
+# ---- the pre-treatment baseline (IMWG 2016: the series starts at the baseline) ---------------------------------
+@pytest.mark.parametrize("days_before, in_series", [(0, True), (1, True), (60, True), (61, False)])
+def test_baseline_is_the_latest_result_within_60_days_before_the_start(days_before, in_series):
+    # primary refractory: 1.8 before the start, then 2.4 and 2.7 on therapy
+    labs_ = [lab("serum_m_protein", 1.8, SINCE - timedelta(days=days_before))] + [
+        lab("serum_m_protein", 2.4, SINCE + timedelta(days=30)), lab("serum_m_protein", 2.7, SINCE + timedelta(days=60))]
+    events = progression(labs_)
+    if in_series:
+        (e,) = events
+        assert e.confirmed and e.baseline and (e.nadir, e.value, e.confirm_value) == (1.8, 2.4, 2.7)
+        assert "against the pre-treatment baseline of 1.8 g/dL" in e.describe("serum M-protein", "g/dL")
+    else:
+        assert events == []                                  # nadir 2.4: 2.7 is + 0.3 g/dL only
+
+
+def test_only_the_latest_pre_treatment_result_is_the_baseline():
+    labs_ = [lab("serum_m_protein", 0.9, SINCE - timedelta(days=50)), lab("serum_m_protein", 1.8, SINCE - timedelta(days=14)),
+             lab("serum_m_protein", 2.4, SINCE + timedelta(days=30)), lab("serum_m_protein", 2.7, SINCE + timedelta(days=60))]
+    (e,) = progression(labs_)
+    assert e.nadir == 1.8 and e.nadir_date == SINCE - timedelta(days=14)
+
+
+def test_the_baseline_itself_is_never_the_rise():
+    # a high value before the start then lower values: no progression on this regimen
+    labs_ = [lab("serum_m_protein", 1.0, SINCE - timedelta(days=90)), lab("serum_m_protein", 2.0, SINCE - timedelta(days=5)),
+             lab("serum_m_protein", 1.5, SINCE + timedelta(days=30))]
+    assert progression(labs_) == []
+
+
+# ---- one date, one assessment ------------------------------------------------------------------------------------
+def test_same_day_results_are_one_assessment_the_lowest():
+    labs_ = series("serum_m_protein", [2.2, 0.5]) + [lab("serum_m_protein", 1.2, day(2)), lab("serum_m_protein", 1.3, day(2))]
+    (e,) = progression(labs_)
+    assert e.status == "pending" and e.value == 1.2          # the second same-day result is no confirmation
+    assert e.needed == 1.0
+
+
+def test_confirmation_needs_a_later_date():
+    labs_ = series("serum_m_protein", [0.5]) + [lab("serum_m_protein", 1.2, day(1)), lab("serum_m_protein", 1.3, day(1)),
+                                                lab("serum_m_protein", 1.1, day(2))]
+    (e,) = progression(labs_)
+    assert e.confirmed and (e.value, e.confirm_value, e.confirm_date) == (1.2, 1.1, day(2))
+
+
+# ---- IMWG 2016: from a nadir of 5 g/dL or more, a 1 g/dL rise is enough -------------------------------------------
+@pytest.mark.parametrize("values, confirmed", [
+    ([7.2, 5.4, 6.5, 6.6], True),      # + 1.1 and + 1.2 over 5.4 (20 %, 22 %)
+    ([5.0, 6.0, 6.0], True),           # nadir exactly 5, rise exactly 1
+    ([5.0, 5.99, 5.99], False),        # rise just under 1 g/dL, under 25 %
+    ([4.9, 5.9, 5.9], False),          # nadir under 5: 25 % needed (20 %)
+])
+def test_high_nadir_rule(values, confirmed):
+    events = [e for e in progression(series("serum_m_protein", values)) if e.confirmed]
+    assert bool(events) is confirmed
+
+
+def test_high_nadir_needed_value_is_nadir_plus_1():
+    (e,) = progression(series("serum_m_protein", [5.4, 6.5]))
+    assert e.status == "pending" and abs(e.needed - 6.4) < 1e-9
 
 
 # ---- urine M-protein ---------------------------------------------------------------------------------------------
@@ -367,9 +425,11 @@ def test_flc_difference_needs_an_abnormal_ratio_in_the_series():
     assert progression(flc_series([12, 16, 16], [10, 10, 10])) == []
 
 
-def test_serum_before_since_does_not_block_the_flc_difference():
-    labs_ = flc_series([21, 31.5, 31.5], [1, 1, 1]) + [lab("serum_m_protein", 2.0, SINCE - timedelta(days=1))]
-    assert [e.analyte for e in progression(labs_)] == ["flc_difference"]
+@pytest.mark.parametrize("days_before, flc_used", [(1, False), (61, True)])
+def test_a_measurable_baseline_serum_blocks_the_flc_difference(days_before, flc_used):
+    # serum 2.0 g/dL at the baseline is part of the series: the FLC difference is then not a parameter
+    labs_ = flc_series([21, 31.5, 31.5], [1, 1, 1]) + [lab("serum_m_protein", 2.0, SINCE - timedelta(days=days_before))]
+    assert ("flc_difference" in [e.analyte for e in progression(labs_)]) is flc_used
 
 
 # ---- bone marrow plasma cells --------------------------------------------------------------------------------------
@@ -384,6 +444,12 @@ def test_marrow_rise_of_10_points_when_nothing_else_is_measurable():
 
 def test_marrow_rise_just_below_10_points_is_not_progression():
     assert progression(series("bone_marrow_plasma_cells", [20, 29.9, 29.9])) == []
+
+
+def test_a_marrow_rise_needs_no_confirmation():
+    (e,) = progression(series("bone_marrow_plasma_cells", [12, 5, 24]))
+    assert e.confirmed and e.confirm_date is None and (e.nadir, e.value, e.date) == (5, 24, day(2))
+    assert "needs no confirmation" in e.describe("bone marrow plasma cells", "%")
 
 
 def test_marrow_rise_is_absolute_points_not_relative():

@@ -52,7 +52,7 @@ def test_unchanged_case_meets_criteria():
     assert d.outcome == "meets_criteria"
     n = node(d, "I.A.4.a.i")
     assert n.status == "met"
-    assert n.reason == "Serum M-protein 1.6 g/dL on 2027-01-03 reaches 1 g/dL"
+    assert n.reason == "Serum M-protein 1.6 g/dL on 2027-01-03 reaches 1.0 g/dL"
 
 
 # ---- I.A.4.a window: 0 to 30 days before receipt -------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_measurable_result_within_30_days_is_met(days_before):
     d = determine_with(with_labs({"test": "serum_m_protein", "value": 1.6, "unit": "g/dL", "date": day.isoformat()}))
     n = node(d, "I.A.4.a.i")
     assert n.status == "met"
-    assert f"1.6 g/dL on {day} reaches 1 g/dL" in n.reason
+    assert f"1.6 g/dL on {day} reaches 1.0 g/dL" in n.reason
 
 
 def test_measurable_result_31_days_before_is_unknown():
@@ -84,11 +84,11 @@ def test_result_dated_after_receipt_is_ignored_and_reported():
 
 # ---- I.A.4.a.i serum >= 1.0 g/dL and I.A.4.a.ii urine >= 200 mg/24 h M-protein ---------------------------------------
 @pytest.mark.parametrize("test, criterion, value, unit, status, fragment", [
-    ("serum_m_protein", "I.A.4.a.i", 1.0, "g/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    ("serum_m_protein", "I.A.4.a.i", 10, "g/L", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    ("serum_m_protein", "I.A.4.a.i", 1000, "mg/dL", "met", "Serum M-protein 1 g/dL on 2027-01-03 reaches 1 g/dL"),
-    ("serum_m_protein", "I.A.4.a.i", 0.99, "g/dL", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
-    ("serum_m_protein", "I.A.4.a.i", 9.9, "g/L", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 1.0, "g/dL", "met", "Serum M-protein 1.0 g/dL on 2027-01-03 reaches 1.0 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 10, "g/L", "met", "Serum M-protein 1.0 g/dL on 2027-01-03 reaches 1.0 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 1000, "mg/dL", "met", "Serum M-protein 1.0 g/dL on 2027-01-03 reaches 1.0 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 0.99, "g/dL", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1.0 g/dL"),
+    ("serum_m_protein", "I.A.4.a.i", 9.9, "g/L", "not_met", "Serum M-protein 0.99 g/dL on 2027-01-03 is below 1.0 g/dL"),
     ("urine_m_protein", "I.A.4.a.ii", 200, "mg/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
     ("urine_m_protein", "I.A.4.a.ii", 0.2, "g/24h", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
     ("urine_m_protein", "I.A.4.a.ii", 200, "mg/d", "met", "Urine M-protein (24 h) 200 mg/24 h on 2027-01-03 reaches 200 mg/24 h"),
@@ -108,7 +108,7 @@ def test_serum_below_threshold_in_window_with_one_above_is_met():
     ))
     n = node(d, "I.A.4.a.i")
     assert n.status == "met"
-    assert "1.2 g/dL on 2026-12-20 reaches 1 g/dL" in n.reason
+    assert "1.2 g/dL on 2026-12-20 reaches 1.0 g/dL" in n.reason
 
 
 # ---- I.A.4.a.iii involved FLC >= 10 mg/dL with an abnormal ratio ------------------------------------------------------
@@ -234,7 +234,8 @@ def test_unconfirmed_lab_rise_is_unknown():
     n = node(determine_with(mutate), "I.A.4.b")
     assert n.status == "unknown"
     assert n.reason.startswith("Unconfirmed rise:")
-    assert "not yet confirmed by a second result" in n.reason
+    assert "not yet confirmed (a later result must reach at least 1.5 g/dL)" in n.reason
+    assert "of at least 1.5 g/dL, to confirm the rise on 2027-01-03" in n.missing[0]
 
 
 # ---- I.A.3 age --------------------------------------------------------------------------------------------------------

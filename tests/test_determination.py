@@ -279,5 +279,67 @@ def test_unconfirmed_rise_asks_for_the_confirming_test_in_I_A_1_and_I_A_4_b(poli
     assert d.node("I.A.1").status == "unknown" and "unconfirmed rise: serum M-protein 1.2 g/dL" in d.node("I.A.1").reason
     assert d.node("I.A.4.b").status == "unknown"
     asked = [m["documentation"] for m in d.missing if m["criterion"] == "I.A.1"]
-    assert asked == ["A confirming serum M-protein result after 2026-12-20 (IMWG requires two consecutive assessments), "
-                     "or a disease assessment showing progression or relapse"]
+    assert asked == ["A serum M-protein result dated after 2026-12-20 of at least 1.0 g/dL, to confirm the rise on "
+                     "2026-12-20 (IMWG requires two consecutive assessments), or a disease assessment showing "
+                     "progression or relapse"]
+
+
+# ---- reasons a reviewer can sign ------------------------------------------------------------------------------------
+def test_a_parent_states_the_decisive_fact_of_its_failing_child(policy):
+    d = determine(make_case(therapies=[
+        {"drugs": ["bortezomib", "lenalidomide", "dexamethasone"], "start": "2021-03-01", "end": "2021-07-15"},
+        {"drugs": ["carfilzomib", "pomalidomide", "dexamethasone"], "start": "2022-01-01", "end": "2023-06-01"},
+        {"drugs": ["selinexor", "bortezomib", "dexamethasone"], "start": "2023-07-01", "end": "2026-12-01"},
+    ]), policy)
+    i_a5 = d.node("I.A.5")
+    assert i_a5.status == "not_met"
+    assert "Not met: I.A.5.c: No anti-CD38 monoclonal antibody in the 3 prior lines" in i_a5.reason
+    assert "All 3 met" not in i_a5.reason
+    assert "I.A.5: I.A.5.c: No anti-CD38 monoclonal antibody in the 3 prior lines" in d.node("I.A").reason
+
+
+def test_a_count_below_the_minimum_never_sits_beside_all_met(policy):
+    d = determine(make_case(therapies=[
+        {"drugs": ["daratumumab", "lenalidomide", "dexamethasone"], "start": "2021-03-01", "end": "2021-07-15"},
+        {"drugs": ["carfilzomib", "pomalidomide", "dexamethasone"], "start": "2022-01-01", "end": "2026-12-01"},
+    ]), policy)
+    n = d.node("I.A.5")
+    assert n.status == "not_met" and "All 3 met" not in n.reason
+    assert n.reason.startswith("Only 2 prior lines of therapy (IMWG rules), fewer than the 3 required: line 1:")
+    assert d.node("I.A").reason.startswith("Not met: I.A.5: only 2 prior lines of therapy")
+
+
+def test_section_III_reads_met_as_good_news(policy):
+    d = determine(make_case(), policy)
+    iii = d.node("III")
+    assert iii.status == "met" and iii.label.startswith("No use that section III excludes")
+
+
+def test_tocilizumab_cap_and_per_kg_arithmetic_are_shown(policy):
+    d = determine(make_case(request__tocilizumab={"doses": 6, "dose": {"value": 8, "unit": "mg/kg"}},
+                            member__weight={"value": 110, "unit": "kg"}), policy)
+    t = d.authorization["tocilizumab"]
+    assert t["basis"] == "8 mg/kg x 110 kg = 880 mg, capped at 800 mg; 6 doses requested, at most 4"
+    assert (t["doses"], t["max_mg_per_dose"], t["modified"]) == (4, 800, True)
+    d = determine(make_case(request__tocilizumab={"doses": 4, "dose": {"value": 8, "unit": "mg/kg"}},
+                            member__weight={"value": 82, "unit": "kg"}), policy)
+    assert d.authorization["tocilizumab"]["basis"] == "8 mg/kg x 82 kg = 656 mg, within the cap of 800 mg"
+
+
+def test_dose_reason_speaks_of_car_positive_viable_t_cells(policy):
+    n = determine(make_case(), policy).node("I.A.10")
+    assert n.reason == "Dose 115 x 10^6 cells does not exceed 115 x 10^6 (the maximum dose of CAR-positive viable T cells)"
+    assert "10*6" not in n.reason
+
+
+def test_no_effective_date_says_how_to_set_it(policy):
+    d = determine(make_case(drop=("context",)), policy)
+    assert "policy_effective in its payer configuration" in d.reasons[0] and "context.policy_effective" in d.reasons[0]
+
+
+def test_an_evaluation_date_before_the_effective_date_is_not_called_the_receipt_date(policy):
+    d = determine(make_case(request__received="2027-01-11"), policy, as_of=date(2026, 12, 1))
+    assert d.outcome == "not_applicable"
+    assert "the evaluation date 2026-12-01 is before the policy's effective date 2026-12-23" in d.reasons[0]
+    assert "received" not in d.reasons[0]
+    assert to_json(d)["received"] == "2027-01-11" and to_json(d)["as_of"] == "2026-12-01"

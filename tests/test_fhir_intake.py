@@ -355,7 +355,8 @@ def test_full_bundle_meets_the_criteria_with_evidence_from_the_bundle():
     assert evidence_sources(d, "scope.product") == ["b.json#MedicationRequest/mr-anito"]
     assert d.node("I.A.5").reason.startswith("4 prior lines of therapy")
     assert d.authorization["tocilizumab"] == {"doses": 4, "max_mg_per_dose": 800, "modified": False,
-                                              "requested": {"doses": 4, "dose": "800 mg", "mg_per_dose": 800}}
+                                              "requested": {"doses": 4, "dose": "800 mg", "mg_per_dose": 800},
+                                              "basis": "800 mg per dose, within the cap of 800 mg"}
 
 
 def test_a_cns_condition_makes_I_A_6_not_met():

@@ -111,9 +111,9 @@ BAD: dict[str, Bad] = {
                               ["labs[0].reference_range: low 3 is above high 1"]),
     "therapy_drugs_and_regimen": Bad("therapy_both.yaml",
                                      variant(("- drugs: [lenalidomide]\n", "- drugs: [lenalidomide]\n  regimen: Rd\n")),
-                                     [re.compile(r"therapies\[2\]: [^:]*exactly one of `drugs` or `regimen`")]),
+                                     [re.compile(r"therapies\[2\]: [^:]*exactly one of `drugs`, `regimen` or `drug`")]),
     "therapy_neither": Bad("therapy_neither.yaml", variant(("- drugs: [lenalidomide]\n  start", "- start")),
-                           [re.compile(r"therapies\[2\]: [^:]*exactly one of `drugs` or `regimen`")]),
+                           [re.compile(r"therapies\[2\]: [^:]*exactly one of `drugs`, `regimen` or `drug`")]),
     "therapy_end_before_start": Bad("therapy_end.yaml", variant(("  end: 2021-07-15\n", "  end: 2020-07-15\n")),
                                     ["therapies[0]", "end 2020-07-15 is before start 2021-03-01"]),
     "assessment_response": Bad("response.yaml", variant(("response: progressive_disease", "response: worse")),
@@ -304,7 +304,7 @@ def _problems(text: str, fmt: str = "yaml") -> list[str]:
     ("{code: I10, text: essential hypertension}", "{code: 'I-10', text: essential hypertension}",
      "history[0].code: 'I-10' is not an ICD-10-CM code"),
     ("{procedure: autologous_sct, date: 2021-09-02}", "{procedure: autologous_sct, drugs: [melphalan], date: 2021-09-02}",
-     "therapies[1]: an entry is a regimen (`drugs` or `regimen`) or a procedure, not both"),
+     "therapies[1]: an entry is a regimen (`drugs` or `regimen`), a drug (`drug`) or a procedure, not both"),
     ("{test: serum_m_protein, value: 1.6,", "{test: serum_m_protein, value: true,", "labs[0].value: True is not a number"),
 ])
 def test_problem_names_its_exact_path(old, new, expected):

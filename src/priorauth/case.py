@@ -26,7 +26,7 @@ __all__ = [
     "Source", "Quantity", "Context", "Tocilizumab", "Request", "Member", "Consultation", "Prescriber", "Lab",
     "Regimen", "Procedure", "Assessment", "HistoryEntry", "Attestations", "Case", "LAB_TESTS",
     "RESPONSES", "FINDINGS", "DRUG_CLASS_KEYS", "Therapy", "THERAPY_TAGS", "DOSE_UNITS", "CellDose", "MgDose",
-    "Weight", "Number", "unit_problem", "Document",
+    "Weight", "Number", "unit_problem", "Document", "STOP_REASONS",
 ]
 
 LAB_TESTS = (
@@ -321,30 +321,76 @@ def _lab_test(test: str | None, loinc: str | None) -> str | None:
     return _terminology().lab_by_loinc(loinc) if loinc else None
 
 
+STOP_REASONS = ("progression", "toxicity", "hold", "completed", "patient_choice")
+
+
 class Regimen(_Fact):
+    """A treatment entry: a regimen as written (``drugs`` naming several, or a ``regimen`` acronym), or one drug
+    (``drug``, or ``drugs`` naming one) over a period (``start``/``end``) or by administration (``doses``).
+
+    ``end`` is the date of the last dose; without it the entry is ongoing, unless ``stop_reason`` says it was
+    stopped (then its end is unknown). With ``doses`` the first and last dose are the start and the end.
+    """
+
     drugs: list[str] | None = None
     regimen: str | None = None
-    start: _Date
+    drug: str | None = None
+    start: _Date | None = None
     end: _Date | None = None
+    doses: list[_Date] | None = None
     intent: Literal["induction", "consolidation", "maintenance"] | None = None
     line: int | None = Field(default=None, ge=1)
+    stop_reason: Literal[STOP_REASONS] | None = None  # type: ignore[valid-type]
+    trial: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _not_both(cls, data: Any) -> Any:
         if isinstance(data, dict) and "procedure" in data:
-            raise ValueError("an entry is a regimen (`drugs` or `regimen`) or a procedure, not both")
+            raise ValueError("an entry is a regimen (`drugs` or `regimen`), a drug (`drug`) or a procedure, not both")
         return data
 
     @model_validator(mode="after")
     def _check(self) -> "Regimen":
-        if (self.drugs is None) == (self.regimen is None):
-            raise ValueError("a regimen needs exactly one of `drugs` or `regimen`")
+        given = [k for k in ("drugs", "regimen", "drug") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a therapy entry needs exactly one of `drugs`, `regimen` or `drug`"
+                             + (f" (it gives {' and '.join(given)})" if given else ""))
         if self.drugs is not None and not [d for d in self.drugs if str(d).strip()]:
             raise ValueError("`drugs` must name at least one drug")
+        for key in ("regimen", "drug"):
+            value = getattr(self, key)
+            if value is not None and not value.strip():
+                raise ValueError(f"`{key}` must not be empty")
+        if self.doses is not None:
+            if self.drug is None:
+                raise ValueError("`doses` (one date per administration) goes with a single `drug`")
+            if not self.doses:
+                raise ValueError("`doses` must list at least one date")
+            first, last = min(self.doses), max(self.doses)
+            if self.start is not None and self.start != first:
+                raise ValueError(f"start {self.start} is not the first dose {first}")
+            if self.end is not None and self.end != last:
+                raise ValueError(f"end {self.end} is not the last dose {last}")
+            self.doses = sorted(self.doses)
+            self.start, self.end = first, last
+        if self.start is None:
+            raise ValueError("`start` is required (or `doses`, one date per administration)")
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+    @property
+    def names(self) -> list[str]:
+        """The products as written: the drugs, the acronym, or the single drug."""
+        if self.drugs is not None:
+            return [str(d).strip() for d in self.drugs if str(d).strip()]
+        return [(self.regimen if self.regimen is not None else self.drug).strip()]
+
+    @property
+    def stopped_undated(self) -> bool:
+        """Stopped (a stop reason is given) without a date of the last dose: the end is unknown."""
+        return self.end is None and self.stop_reason is not None
 
 
 class Procedure(_Fact):
@@ -406,7 +452,7 @@ class Document(_Fact):
 def _therapy_kind(v: Any) -> str:
     # the entry's keys choose the model, so that errors speak of the right one
     if isinstance(v, dict):
-        return "procedure" if "procedure" in v and not ({"drugs", "regimen"} & v.keys()) else "regimen"
+        return "procedure" if "procedure" in v and not ({"drugs", "regimen", "drug"} & v.keys()) else "regimen"
     return "procedure" if isinstance(v, Procedure) else "regimen"
 
 

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from priorauth import __version__
 
@@ -143,6 +144,12 @@ def evaluate(
             results.append(to_json(d))
         else:
             render_report(d, console)
+            eff = d.node("scope.effective_date")
+            if eff is not None and eff.status == "not_met" and eff.evidence and eff.evidence[0].value is None:
+                console.print("[bold]To evaluate this request[/], give the policy's effective date (the FDA approval "
+                              "date): put [bold]policy_effective: YYYY-MM-DD[/] in a payer configuration file and run "
+                              f"[bold]priorauth evaluate {escape(str(f))} --config payer.yaml[/], or add "
+                              "[bold]context: {policy_effective: YYYY-MM-DD}[/] to the case file.\n")
     if (json_out or pas_response) and results:
         sys.stdout.write(dumps(results if len(paths) > 1 else results[0]))
     if failed:

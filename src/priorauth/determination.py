@@ -46,6 +46,7 @@ class Determination:
     review: dict[str, Any]
     due: datetime | None
     data_problems: list[str] = field(default_factory=list)
+    received: date | None = None          # the date the request was received (the evaluation date by default)
 
     def node(self, node_id: str) -> NodeResult | None:
         for root in self.scope + self.criteria:
@@ -119,7 +120,8 @@ def _tocilizumab_mg(case: Case) -> tuple[float | None, str | None]:
     if weight is None:
         return None, f"dose {dose.value:g} {dose.unit} with no weight on record: authorized up to the cap per dose"
     kg = weight.value * factor(weight.unit, "kg")
-    return dose.value * factor(dose.unit, "mg/kg") * kg, f"{dose.value:g} {dose.unit} x {kg:g} kg"
+    mg = dose.value * factor(dose.unit, "mg/kg") * kg
+    return mg, f"{dose.value:g} {dose.unit} x {kg:g} kg = {_number(mg):g} mg"
 
 
 def _authorization(case: Case, policy: Policy, as_of: date) -> dict[str, Any]:
@@ -146,7 +148,14 @@ def _authorization(case: Case, policy: Policy, as_of: date) -> dict[str, Any]:
             "requested": {"doses": toci.doses, "dose": f"{toci.dose.value:g} {toci.dose.unit}",
                           "mg_per_dose": None if asked_mg is None else _number(asked_mg)},
         }
-        if note:
+        cap = f"{_number(cap_mg):g} mg"
+        basis = note or f"{toci.dose.value:g} {toci.dose.unit} per dose"
+        if asked_mg is not None:
+            basis += f", capped at {cap}" if asked_mg > cap_mg + 1e-9 else f", within the cap of {cap}"
+        if toci.doses > a.tocilizumab.max_doses:
+            basis += f"; {toci.doses} doses requested, at most {a.tocilizumab.max_doses}"
+        auth["tocilizumab"]["basis"] = basis
+        if note and asked_mg is None:
             auth["tocilizumab"]["note"] = note
     return auth
 
@@ -171,7 +180,8 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
             if p not in problems:
                 problems.append(p)
         return Determination(case.id, case.title, policy, as_of, outcome, summary, reasons, scope, criteria, refer_to,
-                             missing or [], authorization, _review(policy, outcome), _due(case, policy, config, lob), problems)
+                             missing or [], authorization, _review(policy, outcome), _due(case, policy, config, lob), problems,
+                             req.received)
 
     # 1. product
     drug = term.drug(req.drug)
@@ -199,8 +209,13 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
     eff = ctx["policy_effective"]
     eff_ev = [Evidence("policy effective date", eff.isoformat() if eff else None, source=ctx["_sources"]["policy_effective"])]
     if eff is None or as_of < eff:
-        why = ("the policy has no effective date yet (it takes effect on the FDA approval date)" if eff is None
-               else f"the request was received on {as_of}, before the policy's effective date {eff}")
+        if eff is None:
+            why = ("the policy has no effective date yet: it takes effect on the FDA approval date, which the plan "
+                   "sets as policy_effective in its payer configuration (or a case sets in context.policy_effective)")
+        elif as_of == req.received:
+            why = f"the request was received on {as_of}, before the policy's effective date {eff}"
+        else:
+            why = f"the evaluation date {as_of} is before the policy's effective date {eff}"
         scope.append(_scope_node("scope.effective_date", "The policy is in effect on the evaluation date", NOT_MET,
                                  why[0].upper() + why[1:], eff_ev))
         reasons.append(f"{policy.id} is not in effect: {why}")

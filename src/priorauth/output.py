@@ -7,6 +7,7 @@ from typing import Any
 
 from priorauth import __version__
 from priorauth.determination import Determination
+from priorauth.clinical.units import format_quantity
 from priorauth.engine.results import MET, NOT_MET, NodeResult
 
 __all__ = ["to_json", "dumps", "render_report", "render_policy_tree"]
@@ -50,6 +51,7 @@ def to_json(d: Determination) -> dict[str, Any]:
         "policy": {"id": d.policy.id, "version": d.policy.version, "title": d.policy.doc.title,
                    "content_hash": d.policy.content_hash},
         "as_of": d.as_of.isoformat(),
+        "received": d.received.isoformat() if d.received else None,
         "outcome": d.outcome,
         "summary": d.summary,
         "reasons": list(d.reasons),
@@ -69,6 +71,17 @@ def dumps(results: list[dict[str, Any]] | dict[str, Any]) -> str:
     return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
 
 
+def _evidence_line(e) -> str:
+    """A fact as a reviewer reads it: what, the value in clinicians' units, the date, and where it came from."""
+    value = "" if e.value is None else (format_quantity(e.value, e.unit) if e.unit else str(e.value))
+    text = f"{e.fact}: {value}" if value else e.fact
+    if e.date is not None:
+        text += f" ({e.date})"
+    if e.source:
+        text += f", from {e.source}"
+    return text
+
+
 _MARK = {MET: ("[green]✔ met[/]"), NOT_MET: ("[red]✘ not met[/]"), "unknown": ("[yellow]? unknown[/]")}
 _OUTCOME = {
     "meets_criteria": "[bold green]MEETS CRITERIA[/]",
@@ -85,11 +98,16 @@ def render_report(d: Determination, console) -> None:
     from rich.tree import Tree
 
     head = f"[bold]{escape(d.case_id)}[/]" + (f"  {escape(d.title)}" if d.title else "")
-    console.print(Panel(f"{head}\n{d.policy.id} v{d.policy.version}  ·  evaluated as of {d.as_of}",
-                        title="priorauth", expand=False))
+    when = f"evaluation date {d.as_of}"
+    if d.received is not None and d.received != d.as_of:
+        when += f" (received {d.received})"
+    console.print(Panel(f"{head}\n{d.policy.id} v{d.policy.version}  ·  {when}", title="priorauth", expand=False))
 
     def add(tree, n: NodeResult) -> None:
-        branch = tree.add(f"{_MARK[n.status]}  [bold]{escape(n.id)}[/] {escape(n.label)}\n[dim]{escape(n.reason)}[/]")
+        text = f"{_MARK[n.status]}  [bold]{escape(n.id)}[/] {escape(n.label)}\n[dim]{escape(n.reason)}[/]"
+        for e in n.evidence:
+            text += f"\n  [dim]· {escape(_evidence_line(e))}[/]"
+        branch = tree.add(text)
         for c in n.children:
             add(branch, c)
 
@@ -114,11 +132,13 @@ def render_report(d: Determination, console) -> None:
     if d.authorization:
         a = d.authorization
         console.print(f"[bold]Authorization (recommended):[/] {a['product']}, {a['doses']} dose, at most "
-                      f"{a['max_cells'] / 1e6:g} x 10^6 cells, {a['valid_from']} to {a['valid_to']}")
+                      f"{a['max_cells'] / 1e6:g} x 10^6 CAR-positive viable T cells, {a['valid_from']} to "
+                      f"{a['valid_to']}")
         t = a.get("tocilizumab")
         if t:
-            mod = " [yellow](modified: requested " + f"{t['requested']['doses']} x {t['requested']['mg_per_dose']} mg)[/]" if t["modified"] else ""
-            console.print(f"  tocilizumab: {t['doses']} doses of at most {t['max_mg_per_dose']} mg{mod}")
+            mod = " [yellow](modified)[/]" if t["modified"] else ""
+            console.print(f"  tocilizumab: {t['doses']} doses of at most {t['max_mg_per_dose']} mg{mod}; "
+                          f"{escape(t['basis'])}")
     if d.data_problems:
         console.print("[bold]Data problems:[/]")
         for p in d.data_problems:

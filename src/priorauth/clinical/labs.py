@@ -12,8 +12,8 @@ from datetime import date
 
 from priorauth.case import Lab
 
-__all__ = ["EPS", "at_least", "above", "FlcRules", "FlcPoint", "flc_points", "renal_impairment",
-           "ProgressionRules", "LabProgression", "lab_progression", "labs_by_test"]
+__all__ = ["EPS", "at_least", "above", "FlcRules", "FlcPoint", "flc_points", "renal_impairment", "IncreaseRule",
+           "ProgressionRules", "LabProgression", "LAB_STATUSES", "lab_progression", "labs_by_test"]
 
 EPS = 1e-9
 
@@ -97,17 +97,22 @@ def renal_impairment(egfr: list[Lab], around: date, rules: FlcRules, lo: date | 
 
 
 def flc_points(by_test: dict[str, list[Lab]], rules: FlcRules, egfr_window: tuple[date, date] | None = None,
-               since: date | None = None, until: date | None = None) -> list[FlcPoint]:
+               since: date | None = None, until: date | None = None, lowest: bool = False) -> list[FlcPoint]:
     """Kappa, lambda and ratio results of the same date judged together, in date order.
 
     Abnormal: outside the ratio result's own reference range, else its flag, else outside the renal range
     when an eGFR below the threshold is on record (in ``egfr_window``, or near the date), else the normal range.
+    Several results of one test on one date: the highest stands for the day (any qualifying result counts for
+    measurable disease), or the lowest with ``lowest`` (one assessment a day for progression).
     """
     dates: dict[date, dict[str, Lab]] = {}
     for test in ("kappa_flc", "lambda_flc", "flc_ratio"):
         for lab in by_test.get(test, ()):
             if (since is None or lab.date >= since) and (until is None or lab.date <= until):
-                dates.setdefault(lab.date, {})[test] = lab  # the last result of a day stands for it
+                day = dates.setdefault(lab.date, {})
+                held = day.get(test)
+                if held is None or (lab.canonical < held.canonical if lowest else lab.canonical > held.canonical):
+                    day[test] = lab
     egfr = by_test.get("egfr", [])
     points = []
     for d in sorted(dates):
@@ -155,11 +160,16 @@ class IncreaseRule:
     absolute: float | None            # increase above the nadir, in the canonical unit
     strictly: bool = False            # the absolute increase must exceed (not reach) the amount
     minimum: float | None = None      # the value must reach at least this much
+    high_nadir: float | None = None   # from a nadir this high ...
+    high_nadir_absolute: float | None = None   # ... an absolute increase this large is enough on its own
 
     def met(self, value: float, nadir: float) -> bool:
         rise = value - nadir
         if rise <= 0:
             return False
+        if (self.high_nadir is not None and at_least(nadir, self.high_nadir)
+                and at_least(rise, self.high_nadir_absolute)):
+            return True
         if self.relative is not None and not at_least(rise, self.relative * nadir):
             return False
         if self.absolute is not None:
@@ -170,6 +180,22 @@ class IncreaseRule:
         if self.minimum is not None and not at_least(value, self.minimum):
             return False
         return True
+
+    def needed(self, nadir: float) -> tuple[float, bool]:
+        """The value a result must reach against ``nadir`` (and whether it must exceed it rather than reach it)."""
+        parts = [nadir * (1 + self.relative) if self.relative is not None else nadir]
+        strict = False
+        if self.absolute is not None:
+            parts.append(nadir + self.absolute)
+        if self.minimum is not None:
+            parts.append(self.minimum)
+        value = max(parts)
+        if self.strictly and self.absolute is not None and value == nadir + self.absolute:
+            strict = True
+        if (self.high_nadir is not None and at_least(nadir, self.high_nadir)
+                and nadir + self.high_nadir_absolute < value):
+            value, strict = nadir + self.high_nadir_absolute, False
+        return value, strict
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +208,13 @@ class ProgressionRules:
     measurable_serum: float           # g/dL
     measurable_urine: float           # mg/24 h
     flc: FlcRules
+    baseline_days: int = 60           # the baseline: the latest result this many days before a regimen's start
+    unconfirmed: frozenset[str] = frozenset({"bone_marrow_plasma_cells"})   # analytes needing no confirmation
+
+
+#: a progression from labs: "confirmed" (or needing no confirmation), "pending" (the last result, not yet
+#: confirmed) or "not_confirmed" (the next result did not meet the rule)
+LAB_STATUSES = ("confirmed", "pending", "not_confirmed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,59 +224,118 @@ class LabProgression:
     value: float
     nadir: float
     nadir_date: date
-    confirmed: bool
+    status: str
     confirm_value: float | None = None
     confirm_date: date | None = None
     labs: tuple[Lab, ...] = field(default_factory=tuple)
+    needed: float | None = None       # the value a confirming result must reach (exceed when ``strictly``)
+    strictly: bool = False
+    baseline: bool = False            # the nadir is the pre-treatment baseline
+
+    @property
+    def confirmed(self) -> bool:
+        return self.status == "confirmed"
 
     def describe(self, label: str, unit: str) -> str:
-        text = (f"{label} {self.value:g} {unit} on {self.date} against a nadir of "
-                f"{self.nadir:g} {unit} ({self.nadir_date})")
-        if self.confirmed:
-            text += f", confirmed by {self.confirm_value:g} {unit} on {self.confirm_date}"
+        from priorauth.clinical.units import clinical_number, format_quantity
+
+        def q(v: float) -> str:
+            return format_quantity(clinical_number(v), unit)
+
+        nadir = "the pre-treatment baseline" if self.baseline else "a nadir"
+        text = f"{label} {q(self.value)} on {self.date} against {nadir} of {q(self.nadir)} ({self.nadir_date})"
+        if self.status == "confirmed":
+            text += (f", confirmed by {q(self.confirm_value)} on {self.confirm_date}" if self.confirm_date
+                     else " (a marrow result needs no confirmation)")
+        elif self.status == "not_confirmed":
+            text += f", not confirmed: the next result was {q(self.confirm_value)} on {self.confirm_date}"
         else:
-            text += ", not yet confirmed by a second result"
+            need = f"{'more than' if self.strictly else 'at least'} {q(self.needed)}" if self.needed is not None else ""
+            text += ", not yet confirmed" + (f" (a later result must reach {need})" if need else "")
         return text
 
 
-def _series_progression(analyte: str, series: list[tuple[date, float, tuple[Lab, ...]]], rule: IncreaseRule) -> list[LabProgression]:
-    """Walk a series against its running nadir; a rise is confirmed by the next result against the same nadir."""
-    events = []
-    nadir_value = nadir_date = None
-    i = 0
-    while i < len(series):
+_Point = tuple[date, float, tuple[Lab, ...]]
+
+
+def _series_progression(analyte: str, series: list[_Point], rule: IncreaseRule, has_baseline: bool,
+                        needs_confirmation: bool) -> list[LabProgression]:
+    """Walk a series (baseline first, when there is one) against its running nadir.
+
+    Only results after the baseline are candidates. A rise is confirmed by the next assessment, on a later date,
+    meeting the rule against the same nadir; the first confirmed rise dates the event. Rises that the next
+    result did not confirm are returned as ``not_confirmed``; a rise with no later result as ``pending``.
+    """
+    events: list[LabProgression] = []
+    if not series:
+        return events
+    nadir_date, nadir_value, _ = series[0]
+    nadir_is_baseline = has_baseline
+    for i in range(1, len(series)):
         d, v, labs = series[i]
-        if nadir_value is not None and rule.met(v, nadir_value):
+        if rule.met(v, nadir_value):
+            needed, strict = rule.needed(nadir_value)
+            base = dict(analyte=analyte, date=d, value=v, nadir=nadir_value, nadir_date=nadir_date, labs=labs,
+                        needed=needed, strictly=strict, baseline=nadir_is_baseline)
+            if not needs_confirmation:
+                events.append(LabProgression(status="confirmed", **base))
+                return events
             if i + 1 < len(series):
                 d2, v2, labs2 = series[i + 1]
                 if rule.met(v2, nadir_value):
-                    events.append(LabProgression(analyte, d, v, nadir_value, nadir_date, True, v2, d2, labs + labs2))
-                    return events  # the first confirmed progression dates the event
+                    events.append(LabProgression(status="confirmed", **{**base, "labs": labs + labs2},
+                                                 confirm_value=v2, confirm_date=d2))
+                    return events
+                events.append(LabProgression(status="not_confirmed", **{**base, "labs": labs + labs2},
+                                             confirm_value=v2, confirm_date=d2))
             else:
-                events.append(LabProgression(analyte, d, v, nadir_value, nadir_date, False, labs=labs))
-        if nadir_value is None or v < nadir_value:
-            nadir_value, nadir_date = v, d
-        i += 1
+                events.append(LabProgression(status="pending", **base))
+        if v < nadir_value:
+            nadir_value, nadir_date, nadir_is_baseline = v, d, False
     return events
 
 
-def lab_progression(by_test: dict[str, list[Lab]], since: date, rules: ProgressionRules) -> list[LabProgression]:
-    """Progression events (confirmed, or an unconfirmed last rise) from results dated on or after ``since``.
+def _daily_lowest(labs: list[Lab]) -> list[_Point]:
+    """One assessment a date: the lowest result of the day stands for it."""
+    days: dict[date, Lab] = {}
+    for lab in labs:
+        held = days.get(lab.date)
+        if held is None or lab.canonical < held.canonical:
+            days[lab.date] = lab
+    return [(d, days[d].canonical, (days[d],)) for d in sorted(days)]
 
-    IMWG 2016 (policy Appendix D): serum and urine M-protein always; the FLC difference only when serum and
-    urine M-protein stay below measurable levels; marrow plasma cells only when none of those is measurable;
-    circulating plasma cells only when no other parameter is measurable.
+
+def _from_baseline(points: list[_Point], start: date, days: int) -> tuple[list[_Point], bool]:
+    """The baseline (latest point from ``days`` before ``start`` to ``start``) and the points after ``start``."""
+    lo = date.fromordinal(start.toordinal() - days)
+    before = [p for p in points if lo <= p[0] <= start]
+    after = [p for p in points if p[0] > start]
+    return (before[-1:] + after), bool(before)
+
+
+def lab_progression(by_test: dict[str, list[Lab]], start: date, rules: ProgressionRules) -> list[LabProgression]:
+    """Progression computed from the labs of a regimen begun on ``start`` (IMWG 2016, policy Appendix D).
+
+    Each analyte's series runs from its baseline (the latest result within ``baseline_days`` before the start,
+    or on it) through the results after the start, one assessment a date. Serum and urine M-protein always; the
+    FLC difference only when serum and urine M-protein stay below measurable levels throughout; marrow plasma
+    cells only when none of those is measurable; circulating plasma cells only when no other parameter is
+    (a marrow percentage on record counts as measurable).
     """
-    def series(test: str):
-        return [(lab.date, lab.canonical, (lab,)) for lab in by_test.get(test, ()) if lab.date >= since]
+    def series(test: str) -> tuple[list[_Point], bool]:
+        return _from_baseline(_daily_lowest(by_test.get(test, [])), start, rules.baseline_days)
 
-    serum, urine = series("serum_m_protein"), series("urine_m_protein")
-    events = _series_progression("serum_m_protein", serum, rules.serum_m_protein)
-    events += _series_progression("urine_m_protein", urine, rules.urine_m_protein)
+    events: list[LabProgression] = []
+    (serum, s_base), (urine, u_base) = series("serum_m_protein"), series("urine_m_protein")
+    events += _series_progression("serum_m_protein", serum, rules.serum_m_protein, s_base, True)
+    events += _series_progression("urine_m_protein", urine, rules.urine_m_protein, u_base, True)
     serum_measurable = any(at_least(v, rules.measurable_serum) for _, v, _ in serum)
     urine_measurable = any(at_least(v, rules.measurable_urine) for _, v, _ in urine)
 
-    points = flc_points(by_test, rules.flc, since=since)
+    lo = date.fromordinal(start.toordinal() - rules.baseline_days)
+    points = flc_points(by_test, rules.flc, since=lo, lowest=True)
+    before = [p for p in points if p.date <= start]
+    points = before[-1:] + [p for p in points if p.date > start]
     flc_measurable = any(p.measurable(rules.flc) for p in points)
     if not serum_measurable and not urine_measurable and points:
         first = next((p for p in points if p.abnormal and p.involved), None)
@@ -254,12 +346,15 @@ def lab_progression(by_test: dict[str, list[Lab]], since: date, rules: Progressi
                 inv, uninv = (p.kappa, p.lambda_) if chain == "kappa" else (p.lambda_, p.kappa)
                 if inv is not None and uninv is not None:
                     dflc.append((p.date, inv.canonical - uninv.canonical, tuple(p.labs)))
-            events += _series_progression("flc_difference", dflc, rules.flc_difference)
+            events += _series_progression("flc_difference", dflc, rules.flc_difference,
+                                          bool(before) and bool(dflc) and dflc[0][0] <= start, True)
 
-    marrow = series("bone_marrow_plasma_cells")
+    marrow, m_base = series("bone_marrow_plasma_cells")
     if not (serum_measurable or urine_measurable or flc_measurable):
-        events += _series_progression("bone_marrow_plasma_cells", marrow, rules.bone_marrow_plasma_cells)
+        events += _series_progression("bone_marrow_plasma_cells", marrow, rules.bone_marrow_plasma_cells, m_base,
+                                      "bone_marrow_plasma_cells" not in rules.unconfirmed)
         if not marrow:
-            events += _series_progression("circulating_plasma_cells", series("circulating_plasma_cells"),
-                                          rules.circulating_plasma_cells)
+            cpc, c_base = series("circulating_plasma_cells")
+            events += _series_progression("circulating_plasma_cells", cpc, rules.circulating_plasma_cells, c_base,
+                                          "circulating_plasma_cells" not in rules.unconfirmed)
     return events

@@ -130,6 +130,14 @@ def display_unit(unit: str | None) -> str:
     return _DISPLAY.get(unit or "", unit or "")
 
 
+def clinical_number(value: float) -> str:
+    """A number as clinicians write it: 4 significant digits, one decimal below 10 (1.0 g/dL, 200 mg/24 h)."""
+    text = f"{value:.4g}"
+    if "e" not in text and "." not in text and abs(value) < 10:
+        text += ".0"
+    return text
+
+
 def format_quantity(value, unit: str | None) -> str:
     """``1.6 g/dL``, ``115 x 10^6``, ``25%``."""
     shown = display_unit(unit)

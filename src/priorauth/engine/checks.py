@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, model_validator
 from priorauth.case import DRUG_CLASS_KEYS, LAB_TESTS, Lab
 from priorauth.clinical.dates import age_on
 from priorauth.clinical.labs import at_least, flc_points
-from priorauth.clinical.units import UnitError, factor, format_quantity
-from priorauth.engine.facts import Facts
+from priorauth.clinical.units import UnitError, clinical_number, display_unit, factor, format_quantity
+from priorauth.engine.facts import Facts, ProgressionEvent
 from priorauth.engine.params import Count, FlcRatioParams, LinesParams, Param, ProgressionParams, Qty
 from priorauth.engine.results import MET, NOT_MET, UNKNOWN, CheckResult, Evidence
 
@@ -53,27 +53,53 @@ def _lab_evidence(lab: Lab, term) -> Evidence:
 
 
 def _fmt(value: float, unit: str) -> str:
-    return format_quantity(f"{value:.4g}", unit)
+    return format_quantity(clinical_number(value), unit)
 
 
 def _days(d1: date, d2: date) -> int:
     return (d2 - d1).days
 
 
-# ---- I.A.1 ------------------------------------------------------------------------------------------------
-class RelapsedParams(Param):
-    relapse_group: str
+# ---- treatment history, shared --------------------------------------------------------------------------
+class HistoryCheckParams(Param):
+    """The rules a check reads the treatment history with: regimen assembly and lines, and IMWG progression."""
+
+    lines: LinesParams
     progression: ProgressionParams
 
     @cached_property
-    def rules(self):
+    def history_rules(self):
+        return self.lines.rules()
+
+    @cached_property
+    def progression_rules(self):
         return self.progression.rules()
+
+
+def _treatment(f: Facts, p: HistoryCheckParams):
+    return f.treatment(p.history_rules, p.progression_rules, p.progression.assessment_responses,
+                       p.progression.imaging_findings)
+
+
+def _names(items, limit: int = 3) -> str:
+    names = [repr(u.name) for u in items]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _unrecognized_evidence(items) -> tuple[Evidence, ...]:
+    return tuple(Evidence("not recognized", u.name, date=u.start, source=str(u.source)) for u in items)
+
+
+# ---- I.A.1 ------------------------------------------------------------------------------------------------
+class RelapsedParams(HistoryCheckParams):
+    relapse_group: str
 
 
 @register("relapsed_or_refractory", RelapsedParams)
 def relapsed_or_refractory(f: Facts, p: RelapsedParams) -> CheckResult:
     """Relapsed or refractory disease: prior therapy, and a relapse code or documented progression."""
-    hist = f.history
+    t = _treatment(f, p)
+    hist = t.history
     if hist.submitted and not hist.anti_myeloma and not hist.transplants and not hist.has_unrecognized:
         return CheckResult(NOT_MET, "The submitted treatment history holds no anti-myeloma therapy: newly diagnosed "
                                     "disease is neither relapsed nor refractory")
@@ -82,25 +108,38 @@ def relapsed_or_refractory(f: Facts, p: RelapsedParams) -> CheckResult:
         if f.term.in_group(code, p.relapse_group):
             return CheckResult(MET, f"Diagnosis {code} codes multiple myeloma in relapse",
                                (Evidence("diagnosis", code, source=str(req.source.at(f"diagnoses[{i}]"))),))
-    last = hist.last_regimen
-    events = f.progression_events(p.rules, last.start if last else None, p.progression.assessment_responses,
-                                  p.progression.imaging_findings)
+    last = t.last_regimen
+    events = f.progression_events(p.progression_rules, last.start if last else None,
+                                  p.progression.assessment_responses, p.progression.imaging_findings, t)
     confirmed = [e for e in events if e.confirmed]
+    for m in t.marks:   # progression computed for an earlier regimen
+        if not any(e.date == m.date for e in confirmed):
+            confirmed.append(ProgressionEvent(m.date, "labs", m.description, m.source))
+    confirmed.sort(key=lambda e: e.date)
     if confirmed:
         e = confirmed[-1]
         return CheckResult(MET, f"Progression documented on {e.date}: {e.description}",
                            tuple(Evidence("progression", e.description, date=e.date, source=e.source) for e in confirmed))
     codes = ", ".join(req.diagnoses) or "no diagnosis code"
-    rises = [e for e in events if not e.confirmed]
+    rises = [e for e in events if e.lab is not None and e.lab.status == "pending"]
     if rises:
         return CheckResult(UNKNOWN, f"{codes} does not say relapse; an unconfirmed rise: {rises[-1].description}",
                            tuple(Evidence("rise", e.description, date=e.date, source=e.source) for e in rises),
-                           missing=tuple(f"A confirming {f.analyte(e.lab.analyte)[0]} result after {e.date} (IMWG "
-                                         "requires two consecutive assessments), or a disease assessment showing "
-                                         "progression or relapse" for e in rises))
+                           missing=tuple(_confirming_request(f, e) + ", or a disease assessment showing progression "
+                                         "or relapse" for e in rises))
     return CheckResult(UNKNOWN, f"{codes} does not say relapse, and no progression or relapse is documented",
-                       missing=("Documentation of relapsed or refractory disease: a disease assessment showing "
-                                "progression or relapse, or serial M-protein or free light chain results",))
+                       missing=("Any one of: a disease assessment showing progression or relapse; ICD-10-CM C90.02 "
+                                "(multiple myeloma in relapse) with the note that documents it; or serial serum or "
+                                "urine M-protein or free light chain results showing IMWG progression",))
+
+
+def _confirming_request(f: Facts, e) -> str:
+    lp = e.lab
+    label, unit = f.analyte(lp.analyte)
+    need = _fmt(lp.needed, display_unit(unit))
+    verb = "more than" if lp.strictly else "at least"
+    return (f"A {label} result dated after {lp.date} of {verb} {need}, to confirm the rise on {lp.date} (IMWG "
+            "requires two consecutive assessments)")
 
 
 # ---- I.A.2 ------------------------------------------------------------------------------------------------
@@ -264,102 +303,152 @@ def involved_flc_in_window(f: Facts, p: FlcThresholdParams) -> CheckResult:
 
 
 # ---- I.A.4.b ----------------------------------------------------------------------------------------------
-class ProgressionCheckParams(Param):
-    progression: ProgressionParams
+@dataclass(frozen=True)
+class _Window:
+    """Progression judged against one candidate last regimen (or unrecognized entry)."""
 
-    @cached_property
-    def rules(self):
-        return self.progression.rules()
+    status: str
+    reason: str
+    evidence: tuple[Evidence, ...] = ()
+    missing: tuple[str, ...] = ()
 
 
-@register("progression_after_last_regimen", ProgressionCheckParams)
-def progression_after_last_regimen(f: Facts, p: ProgressionCheckParams) -> CheckResult:
-    """IMWG progression dated after the last regimen began and no later than a number of days after its last dose."""
-    hist = f.history
-    last = hist.last_regimen
+def _progression_window(f: Facts, p: HistoryCheckParams, t, what: str, start: date, end: date | None,
+                        end_unknown: bool, source: str) -> _Window:
     window = p.progression.days_after_last_dose.value
-    if last is None:
-        why = "No treatment history was submitted" if not hist.submitted else "No anti-myeloma regimen in the history"
-        return CheckResult(UNKNOWN, f"{why}, so there is no last regimen to date progression against",
-                           missing=("The member's anti-myeloma treatment history with the last regimen's start and last "
-                                    "dose",))
-    reg_ev = Evidence("last regimen", last.label(), date=last.start, source=str(last.entry.source))
-    events = f.progression_events(p.rules, last.start, p.progression.assessment_responses, p.progression.imaging_findings)
-    limit = last.end + timedelta(days=window) if last.end is not None else None
-    qualifying, outside, pending = [], [], []
+    events = f.progression_events(p.progression_rules, start, p.progression.assessment_responses,
+                                  p.progression.imaging_findings, t)
+    reg_ev = Evidence("last regimen", what, date=start, source=source)
+    limit = end + timedelta(days=window) if end is not None else None
+    qualifying, outside, pending, ignored = [], [], [], []
     for e in events:
-        if e.date <= last.start:
+        if e.date <= start:
+            if e.lab is None:
+                ignored.append((e, f"dated on or before the start of {what} on {start}: not progression on it"))
             continue
-        if limit is not None and e.date > limit:
-            (outside if e.confirmed else []).append(e)
+        if e.lab is not None and e.lab.status == "not_confirmed":
+            ignored.append((e, "a rise the next result did not confirm"))
+        elif limit is not None and e.date > limit:
+            if e.confirmed:
+                outside.append(e)
         elif e.confirmed:
             qualifying.append(e)
         else:
             pending.append(e)
-    since = f"the start of {last.label()} on {last.start}"
+    not_counted = tuple(Evidence("not counted", f"{e.description}: {why}", date=e.date, source=e.source)
+                        for e, why in ignored)
+    note = ("; not counted: " + "; ".join(f"{e.description} ({why})" for e, why in ignored)) if ignored else ""
     if qualifying:
         e = qualifying[0]
-        if last.end is None or e.date <= last.end:
-            when = "on therapy"
-        else:
-            when = f"{_days(last.end, e.date)} days after the last dose on {last.end}"
-        return CheckResult(MET, f"Progression on {e.date}, {when} ({e.description})",
+        if end_unknown:
+            return _Window(UNKNOWN, f"Progression on {e.date} after {what} began on {start}, but the date of its last "
+                                    "dose is not given, so the 60-day window cannot be placed",
                            (reg_ev,) + tuple(Evidence("progression", q.description, date=q.date, source=q.source)
-                                             for q in qualifying))
-    span = f"after {last.start}" + (f" and no later than {limit}" if limit else "")
+                                             for q in qualifying),
+                           (f"The date of the last dose of {what}",))
+        when = "on therapy" if end is None or e.date <= end else f"{_days(end, e.date)} days after the last dose on {end}"
+        return _Window(MET, f"Progression on {e.date}, {when} ({e.description})",
+                       (reg_ev,) + tuple(Evidence("progression", q.description, date=q.date, source=q.source)
+                                         for q in qualifying) + not_counted)
+    span = f"after {start}" + (f" and no later than {limit}" if limit else "")
     if pending:
-        missing = tuple(f"A confirming {f.analyte(e.lab.analyte)[0]} result after {e.date} (IMWG requires two "
-                        "consecutive assessments)" for e in pending)
-        return CheckResult(UNKNOWN, "Unconfirmed rise: " + "; ".join(e.description for e in pending),
-                           (reg_ev,) + tuple(Evidence("rise", e.description, date=e.date, source=e.source) for e in pending),
-                           missing=missing)
+        return _Window(UNKNOWN, "Unconfirmed rise: " + "; ".join(e.description for e in pending) + note,
+                       (reg_ev,) + tuple(Evidence("rise", e.description, date=e.date, source=e.source)
+                                         for e in pending) + not_counted,
+                       tuple(_confirming_request(f, e) for e in pending))
     if outside:
         e = outside[0]
-        return CheckResult(NOT_MET, f"Progression on {e.date} is {_days(last.end, e.date)} days after the last dose on "
-                                    f"{last.end}, beyond {window} days",
-                           (reg_ev,) + tuple(Evidence("progression", o.description, date=o.date, source=o.source)
-                                             for o in outside))
-    return CheckResult(UNKNOWN, f"No progression documented or computed since {since}", (reg_ev,),
-                       missing=(f"Documentation of progressive disease (IMWG) dated {span}: a disease assessment, "
-                                "imaging, or serial M-protein or free light chain results",))
+        return _Window(NOT_MET, f"Progression on {e.date} is {_days(end, e.date)} days after the last dose on {end}, "
+                                f"beyond {window} days (the window for {what} ran from {start} to {limit}){note}",
+                       (reg_ev,) + tuple(Evidence("progression", o.description, date=o.date, source=o.source)
+                                         for o in outside) + not_counted)
+    return _Window(UNKNOWN, f"No progression documented or computed since the start of {what} on {start}"
+                            f"{' (window to ' + str(limit) + ')' if limit else ''}{note}", (reg_ev,) + not_counted,
+                   (f"Any one of, dated {span}: a disease assessment showing progressive disease (IMWG), imaging "
+                    "with a new or growing lesion, or serial serum or urine M-protein or free light chain results "
+                    "showing a confirmed rise",))
+
+
+@register("progression_after_last_regimen", HistoryCheckParams)
+def progression_after_last_regimen(f: Facts, p: HistoryCheckParams) -> CheckResult:
+    """IMWG progression dated after the last regimen began and no later than a number of days after its last dose."""
+    t = _treatment(f, p)
+    hist = t.history
+    last = hist.last_regimen
+    if last is None:
+        if hist.unrecognized:
+            why = f"No recognized anti-myeloma regimen in the history ({_names(hist.unrecognized)} not recognized)"
+        else:
+            why = "No treatment history was submitted" if not hist.submitted else "No anti-myeloma regimen in the history"
+        return CheckResult(UNKNOWN, f"{why}, so there is no last regimen to date progression against",
+                           _unrecognized_evidence(hist.unrecognized),
+                           missing=("The member's anti-myeloma treatment history with the last regimen's start and "
+                                    "last dose",))
+    main = _progression_window(f, p, t, last.label(), last.start, last.end, last.end_unknown, str(last.source))
+    later = [u for u in hist.unrecognized if not u.ambiguous and u.start > last.start]
+    if not later:
+        return CheckResult(main.status, main.reason, main.evidence, main.missing)
+    others = [(u, _progression_window(f, p, t, repr(u.name), u.start, u.end, u.end_unknown, str(u.source))) for u in later]
+    if all(w.status == main.status for _, w in others):
+        return CheckResult(main.status, main.reason, main.evidence + _unrecognized_evidence(later), main.missing)
+    names = _names(later)
+    return CheckResult(UNKNOWN, f"{names}, not recognized, began after {last.label()} and may be the last regimen: "
+                                f"for {last.label()}: {main.reason}; for {others[0][0].name!r}: {others[0][1].reason}",
+                       main.evidence + _unrecognized_evidence(later),
+                       (f"What {names} is (its active ingredient), or progression documented within "
+                        f"{p.progression.days_after_last_dose.value} days of its last dose",) + main.missing)
 
 
 # ---- I.A.5 ------------------------------------------------------------------------------------------------
-_HISTORY_NEEDED = ("The member's anti-myeloma treatment history: each regimen's drugs with start and last-dose "
+_HISTORY_NEEDED = ("The member's anti-myeloma treatment history: each regimen's drugs with the start and last-dose "
                    "dates, and any stem cell transplant")
 
 
-class LinesCheckParams(Param):
-    lines: LinesParams
-
-    @cached_property
-    def rules(self):
-        return self.lines.rules()
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-@register("prior_lines", LinesCheckParams)
-def prior_lines(f: Facts, p: LinesCheckParams) -> CheckResult:
+@register("prior_lines", HistoryCheckParams)
+def prior_lines(f: Facts, p: HistoryCheckParams) -> CheckResult:
     """At least a number of prior lines of therapy, counted by the IMWG rules or by stated line numbers."""
-    hist = f.history
     minimum = p.lines.minimum.value
     att = f.case.attestations
     stated = att.prior_lines if att is not None else None
+    t = _treatment(f, p)
+    hist = t.history
     if not hist.submitted:
         extra = f" (the prescriber states {stated} prior lines, which does not document them)" if stated is not None else ""
         return CheckResult(UNKNOWN, f"No treatment history was submitted{extra}", missing=(_HISTORY_NEEDED,))
-    lc = f.lines(p.rules)
-    ev = tuple(Evidence(f"line {ln.number}", " -> ".join([r.label() for r in ln.regimens] +
-                                                          [t.entry.procedure for t in ln.transplants]),
-                        date=(ln.regimens[0].start if ln.regimens else ln.transplants[0].date),
-                        source=str((ln.regimens[0].entry if ln.regimens else ln.transplants[0].entry).source))
+    lc = t.lines
+    ev = tuple(Evidence(f"line {ln.number}", ln.describe(), date=ln.start,
+                        source=str((ln.regimens[0] if ln.regimens else ln.transplants[0]).source))
                for ln in lc.lines)
     note = ""
     if stated is not None and stated != lc.count:
         note = f"; the prescriber states {stated}, which differs"
         f.problems.append(f"attestations.prior_lines: the prescriber states {stated} prior lines; the history shows {lc.count}")
-    status = MET if lc.count >= minimum else NOT_MET
-    return CheckResult(status, f"{lc.count} prior line{'s' if lc.count != 1 else ''} of therapy ({lc.method}){note}; "
-                               f"{'at least' if status == MET else 'fewer than'} {minimum} required", ev)
+    listing = (": " + "; ".join(ln.describe() for ln in lc.lines)) if lc.lines else ""
+    counts = sorted({v.count for v in t.variants})
+    ambiguous = [u for u in hist.unrecognized if u.ambiguous]
+    if len(counts) > 1:
+        fact = (f"{_names(ambiguous)} can be read more than one way, giving {' or '.join(str(c) for c in counts)} "
+                "prior lines")
+        return CheckResult(UNKNOWN, fact + listing, ev + _unrecognized_evidence(ambiguous),
+                           missing=(f"The drugs given in {_names(ambiguous)}, by name",), fact=fact)
+    count = counts[0] if lc.count != counts[0] and len(t.variants) > 1 else lc.count
+    head = f"{_plural(count, 'prior line')} of therapy ({lc.method}){note}"
+    if count >= minimum:
+        fact = f"{head}, at least {minimum} required"
+        return CheckResult(MET, fact + listing, ev, fact=fact)
+    unsettled = [u for u in hist.unrecognized if not u.ambiguous]
+    if unsettled:
+        fact = (f"{head} from the recognized regimens, fewer than {minimum}; {_names(unsettled)}, not recognized, may "
+                "be the missing line")
+        return CheckResult(UNKNOWN, fact + listing, ev + _unrecognized_evidence(unsettled),
+                           missing=(f"What {_names(unsettled)} is (its active ingredient and dates), so it can be "
+                                    "placed in the lines of therapy",), fact=fact)
+    fact = f"only {head}, fewer than the {minimum} required"
+    return CheckResult(NOT_MET, fact[0].upper() + fact[1:] + listing, ev, fact=fact)
 
 
 class ClassParams(Param):
@@ -372,19 +461,31 @@ class ClassParams(Param):
         return self
 
 
-@register("prior_class_exposure", ClassParams)
-def prior_class_exposure(f: Facts, p: ClassParams) -> CheckResult:
+class HistoryClassParams(ClassParams, HistoryCheckParams):
+    pass
+
+
+@register("prior_class_exposure", HistoryClassParams)
+def prior_class_exposure(f: Facts, p: HistoryClassParams) -> CheckResult:
     """A prior anti-myeloma regimen included a drug of a class."""
-    hist = f.history
+    t = _treatment(f, p)
+    hist = t.history
     label = f.term.drug_classes[p.cls]["label"]
     if not hist.submitted:
         return CheckResult(UNKNOWN, "No treatment history was submitted", missing=(_HISTORY_NEEDED,))
-    found = [(r, d) for r, d in hist.exposures(p.cls) if r.anti_myeloma]
+    found = [(r, d) for r, d in hist.exposures(p.cls) if getattr(r, "anti_myeloma", False)]
     if found:
         r, d = found[0]
-        return CheckResult(MET, f"{d.generic} ({label}) from {r.start}",
-                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.entry.source)) for r, d in found))
-    return CheckResult(NOT_MET, f"No {label} in the submitted treatment history")
+        return CheckResult(MET, f"{d.generic} ({label}) in {r.label()} from {r.start}",
+                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.source)) for r, d in found))
+    where = f"the {_plural(t.lines.count, 'prior line')}"
+    unsettled = hist.unsettled(p.cls)
+    if unsettled:
+        return CheckResult(UNKNOWN, f"No {label} among the recognized regimens of {where}; {_names(unsettled)}, not "
+                                    "recognized, may be one", _unrecognized_evidence(unsettled),
+                           missing=(f"What {_names(unsettled)} is (its active ingredient), or documentation of a "
+                                    f"prior {label}",))
+    return CheckResult(NOT_MET, f"No {label} in {where}")
 
 
 # ---- I.A.6 / III.B ----------------------------------------------------------------------------------------
@@ -414,34 +515,54 @@ def no_cns_pathology(f: Facts, p: NoParams) -> CheckResult:
 
 
 # ---- I.A.7, I.A.8 -----------------------------------------------------------------------------------------
-class PriorClassParams(ClassParams):
+class PriorClassParams(HistoryClassParams):
     attestation: str
+
+
+_KIND = {"anti_bcma": "BCMA-directed", "car_t": "a CAR T-cell therapy"}
 
 
 @register("no_prior_class", PriorClassParams)
 def no_prior_class(f: Facts, p: PriorClassParams) -> CheckResult:
     """No prior therapy of a class, shown by the treatment history or by the prescriber's statement."""
-    hist = f.history
+    hist = _treatment(f, p).history
     label = f.term.drug_classes[p.cls]["label"]
     found = hist.exposures(p.cls)
     if found:
         names = ", ".join(f"{d.generic} from {r.start}" for r, d in found)
         return CheckResult(NOT_MET, f"Prior {label}: {names}",
-                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.entry.source)) for r, d in found))
+                           tuple(Evidence(label, d.generic, date=r.start, source=str(r.source)) for r, d in found))
     att = f.case.attestations
     stated = getattr(att, p.attestation, None) if att is not None else None
+    att_ev = (Evidence("attestation", f"{p.attestation}: {str(stated).lower()}", source=str(att.source.at(p.attestation))),) \
+        if stated is not None else ()
     if stated is False:
-        return CheckResult(NOT_MET, f"The prescriber does not attest the absence of prior {label}",
-                           (Evidence("attestation", f"{p.attestation}: false", source=str(att.source.at(p.attestation))),))
+        return CheckResult(NOT_MET, f"The prescriber does not attest the absence of prior {label}", att_ev)
+    unsettled = hist.unsettled(p.cls)
+    kind = _KIND.get(p.cls, label)
+    hinted = [u for u in unsettled if p.cls in u.hints]
+    if hinted:
+        return CheckResult(UNKNOWN, f"{_names(hinted)} is not a product priorauth recognizes and its name suggests "
+                                    f"{kind}" + ("; the record and the prescriber's statement disagree" if stated else ""),
+                           _unrecognized_evidence(hinted) + att_ev,
+                           missing=(f"What {_names(hinted)} is (its active ingredient and target), so the reviewer can "
+                                    f"confirm it is not {kind}",))
+    if unsettled and not stated:
+        return CheckResult(UNKNOWN, f"{_names(unsettled)} is not a product priorauth recognizes; the reviewer must "
+                                    f"confirm it is not {kind}", _unrecognized_evidence(unsettled),
+                           missing=(f"Any one of: what {_names(unsettled)} is (its active ingredient and target); or "
+                                    f"the prescriber's signed statement that the member has had no {label}",))
+    if unsettled:
+        return CheckResult(MET, f"The prescriber attests no prior {label}, which settles {_names(unsettled)} (not "
+                                "recognized)", att_ev + _unrecognized_evidence(unsettled))
     if hist.submitted:
-        n = len(hist.regimens)
-        return CheckResult(MET, f"No {label} among the {n} regimen{'s' if n != 1 else ''} of the submitted history")
+        n = len(hist.regimens) + len(hist.others)
+        return CheckResult(MET, f"No {label} among the {_plural(n, 'treatment')} of the submitted history", att_ev)
     if stated:
-        return CheckResult(MET, f"The prescriber attests no prior {label}",
-                           (Evidence("attestation", f"{p.attestation}: true", source=str(att.source.at(p.attestation))),))
+        return CheckResult(MET, f"The prescriber attests no prior {label}", att_ev)
     return CheckResult(UNKNOWN, "No treatment history was submitted and the prescriber does not attest",
-                       missing=(f"The member's treatment history, or the prescriber's statement that the member has had "
-                                f"no {label}",))
+                       missing=(f"Any one of: the member's treatment history; or the prescriber's signed statement that "
+                                f"the member has had no {label}",))
 
 
 # ---- I.A.9 ------------------------------------------------------------------------------------------------
@@ -451,16 +572,24 @@ def no_concurrent_class(f: Facts, p: ClassParams) -> CheckResult:
     req = f.case.request
     label = f.term.drug_classes[p.cls]["label"]
     requested = f.term.drug(req.drug)
-    hits = []
+    hits, unknown = [], []
     for i, name in enumerate(req.concurrent):
-        d = f.term.drug(name)
-        if d is None:
+        res = f.term.resolve(name)
+        src = str(req.source.at(f"concurrent[{i}]"))
+        if not res.recognized and not (res.kind == "ambiguous" and all(
+                not any(d.has(p.cls) for d in m) for m in res.meanings)):
             f.problems.append(f"request.concurrent[{i}]: {name!r} is not a product priorauth recognizes; the reviewer "
-                              "should look it up")
-        elif d.has(p.cls) and d != requested:
-            hits.append(Evidence(label, name, source=str(req.source.at(f"concurrent[{i}]"))))
+                              "should look it up (`priorauth terminology lookup`)")
+            unknown.append(Evidence("not recognized", name, source=src))
+        elif any(d.has(p.cls) and d != requested for d in res.drugs):
+            hits.append(Evidence(label, name, source=src))
     if hits:
         return CheckResult(NOT_MET, f"Another {label} is requested alongside: {', '.join(h.value for h in hits)}", tuple(hits))
+    if unknown:
+        names = ", ".join(repr(u.value) for u in unknown)
+        return CheckResult(UNKNOWN, f"{names}, ordered alongside, is not a product priorauth recognizes; the reviewer "
+                                    f"must confirm it is not a {label}", tuple(unknown),
+                           missing=(f"What {names} ordered alongside is (its active ingredient)",))
     n = len(req.concurrent)
     return CheckResult(MET, f"No other {label} requested alongside" + (f" ({n} other product{'s' if n != 1 else ''} listed)" if n else ""))
 
@@ -483,7 +612,7 @@ def requested_cells(f: Facts) -> tuple[float | None, str, tuple[Evidence, ...]]:
     req, member = f.case.request, f.case.member
     dose = req.dose
     if dose is None:
-        return None, "No dose was submitted", ()
+        return None, "No dose was submitted (CAR-positive viable T cells)", ()
     ev = [Evidence("dose", dose.value, dose.unit, source=str(dose.source))]
     try:
         cells = dose.value * factor(dose.unit, "{cells}")
@@ -505,11 +634,13 @@ def dose_at_most(f: Facts, p: DoseParams) -> CheckResult:
     cells, how, ev = requested_cells(f)
     maximum = p.maximum.to("{cells}")
     if cells is None:
-        need = "The member's weight" if ev else "The requested dose (CAR-positive viable T cells)"
+        need = ("The member's weight in kg (the dose is given per kg)" if ev else
+                "The requested dose, in CAR-positive viable T cells (at most 115 x 10^6)")
         return CheckResult(UNKNOWN, how, ev, missing=(need,))
     status = MET if at_least(maximum, cells) else NOT_MET
     verb = "does not exceed" if status == MET else "exceeds"
-    return CheckResult(status, f"Dose {how} {verb} {maximum / 1e6:.4g} x 10^6", ev)
+    return CheckResult(status, f"Dose {how} {verb} {maximum / 1e6:.4g} x 10^6 (the maximum dose of CAR-positive "
+                               "viable T cells)", ev)
 
 
 # ---- II.A.1 -----------------------------------------------------------------------------------------------

@@ -8,21 +8,31 @@ from priorauth.engine.results import MET, NOT_MET, UNKNOWN, NodeResult, all_of, 
 __all__ = ["evaluate_node"]
 
 
-def _summary(combine: str, kids: list[NodeResult], status: str) -> str:
-    def ids(want: str) -> str:
-        return ", ".join(k.id for k in kids if k.status == want)
+def _deciding(kids: list[NodeResult], want: str) -> str:
+    return "; ".join(f"{k.id}: {k.decisive or k.reason}" for k in kids if k.status == want)
 
-    if combine == "all":
-        if status == MET:
-            return f"All {len(kids)} met"
-        if status == NOT_MET:
-            return f"Not met: {ids(NOT_MET)}"
-        return f"Undecided: {ids(UNKNOWN)}"
+
+def _summary(combine: str, kids: list[NodeResult], status: str) -> str:
+    """A combining node's reason: the decisive facts of the children that decided it."""
     if status == MET:
-        return f"Met by {ids(MET)}"
+        if combine == "all":
+            return f"All {len(kids)} met"
+        return "Met by " + _deciding(kids, MET)
     if status == NOT_MET:
-        return f"None of {', '.join(k.id for k in kids)} is met"
-    return f"Undecided: {ids(UNKNOWN)}" + (f" (not met: {ids(NOT_MET)})" if any(k.status == NOT_MET for k in kids) else "")
+        return ("Not met: " if combine == "all" else "None is met: ") + _deciding(kids, NOT_MET)
+    text = "Undecided: " + _deciding(kids, UNKNOWN)
+    if combine == "any" and any(k.status == NOT_MET for k in kids):
+        text += "; not met: " + ", ".join(k.id for k in kids if k.status == NOT_MET)
+    return text
+
+
+def _decisive(status: str, own, kids: list[NodeResult], combined: str | None) -> str:
+    parts = []
+    if own is not None and own.status == status:
+        parts.append(own.fact or own.reason)
+    if combined is not None and combined == status and status != MET:
+        parts.append(_deciding(kids, status))
+    return "; ".join(parts) if parts else (own.fact or own.reason if own is not None else "")
 
 
 def evaluate_node(node, facts: Facts) -> NodeResult:
@@ -31,11 +41,15 @@ def evaluate_node(node, facts: Facts) -> NodeResult:
     kids = [evaluate_node(c, facts) for c in node.children]
     if node.combine is None:
         return NodeResult(node.id, node.label, node.reference, own.status, own.reason, own.evidence, own.missing,
-                          kids, node.refer_to)
+                          kids, node.refer_to, own.fact or own.reason)
     combined = (all_of if node.combine == "all" else any_of)(k.status for k in kids)
     summary = _summary(node.combine, kids, combined)
     if own is None:
-        return NodeResult(node.id, node.label, node.reference, combined, summary, (), (), kids, node.refer_to)
+        return NodeResult(node.id, node.label, node.reference, combined, summary, (), (), kids, node.refer_to,
+                          _decisive(combined, None, kids, combined) if combined != MET else summary)
     status = all_of((own.status, combined))
-    return NodeResult(node.id, node.label, node.reference, status, f"{own.reason}; {summary}", own.evidence,
-                      own.missing, kids, node.refer_to)
+    # the node's own result leads; its children's summary follows only where it adds (never "All met" beside a
+    # result that is not met)
+    reason = own.reason if combined == MET and own.status != MET else f"{own.reason}; {summary}"
+    return NodeResult(node.id, node.label, node.reference, status, reason, own.evidence, own.missing, kids,
+                      node.refer_to, _decisive(status, own, kids, combined))

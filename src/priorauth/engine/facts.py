@@ -9,10 +9,11 @@ from functools import cached_property
 from priorauth.case import Case, Lab
 from priorauth.clinical.units import display_unit
 from priorauth.clinical.labs import LabProgression, ProgressionRules, lab_progression, labs_by_test
-from priorauth.clinical.therapy import LineCount, LineRules, TreatmentHistory, count_lines, resolve_history
+from priorauth.clinical.therapy import (HistoryRules, LineCount, ProgressionMark, ResolvedRegimen, TreatmentHistory,
+                                        assemble_history, count_lines, line_variants)
 from priorauth.terminology import CnsMatch, Terminology
 
-__all__ = ["Facts", "ProgressionEvent", "CnsFinding"]
+__all__ = ["Facts", "ProgressionEvent", "CnsFinding", "Treatment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,20 @@ class ProgressionEvent:
     source: str
     confirmed: bool = True
     lab: LabProgression | None = None
+
+
+@dataclass(slots=True)
+class Treatment:
+    """The treatment history read with one policy's rules: regimens, the progression between them, the lines."""
+
+    history: TreatmentHistory
+    marks: list[ProgressionMark]            # documented and computed progression, in date order
+    lines: LineCount
+    variants: list[LineCount]               # line counts under each meaning of an ambiguous acronym
+
+    @property
+    def last_regimen(self) -> ResolvedRegimen | None:
+        return self.history.last_regimen
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +68,43 @@ class Facts:
                 self.problems.append(f"{lab.source.path}: {lab.test} dated {lab.date}, after the evaluation date; not used")
         return out
 
-    @cached_property
-    def history(self) -> TreatmentHistory:
-        hist = resolve_history(self.case.therapies, self.term, self.as_of)
-        self.problems.extend(hist.problems)
-        return hist
+    def treatment(self, rules: HistoryRules, progression: ProgressionRules, responses=(), findings=()) -> Treatment:
+        """The treatment history assembled with ``rules``, the progression between its regimens (documented, and
+        computed from each regimen's labs with ``progression``), and the lines it makes. Computed once per rules."""
+        key = (rules, progression, tuple(responses), tuple(findings))
+        cache = self.__dict__.setdefault("_treatment", {})
+        if key in cache:
+            return cache[key]
+        documented = [ProgressionMark(e.date, e.description, e.source)
+                      for e in self.documented_progression(responses, findings)]
+        hist = assemble_history(self.case.therapies, self.term, self.as_of, rules, documented)
+        for p in hist.problems:
+            if p not in self.problems:
+                self.problems.append(p)
+        marks = documented + list(hist.stop_progressions)
+        regs = hist.anti_myeloma
+        for r, nxt in zip(regs, regs[1:] + [None]):
+            for lp in lab_progression(self.labs, r.start, progression):
+                if lp.confirmed and lp.date > r.start and (nxt is None or lp.date <= nxt.start):
+                    label, unit = self.analyte(lp.analyte)
+                    marks.append(ProgressionMark(lp.date, lp.describe(label, display_unit(unit)), str(lp.labs[0].source)))
+        marks.sort(key=lambda m: (m.date, m.description))
+        lines = count_lines(hist, rules, marks)
+        variants = [count_lines(v, rules, marks) for v in line_variants(hist, self.term)] if any(
+            r.meanings for r in hist.regimens) else [lines]
+        cache[key] = Treatment(hist, marks, lines, variants)
+        return cache[key]
 
-    def lines(self, rules: LineRules) -> LineCount:
-        cache = self.__dict__.setdefault("_lines", {})
-        if rules not in cache:
-            cache[rules] = count_lines(self.history, rules)
-        return cache[rules]
+    def documented_progression(self, responses, findings) -> list["ProgressionEvent"]:
+        """Progression documented by the clinician: disease assessments and imaging findings."""
+        events = []
+        for a in self.assessments:
+            if a.response in responses:
+                events.append(ProgressionEvent(a.date, "assessment", f"disease assessment: {a.response.replace('_', ' ')}",
+                                               str(a.source)))
+            if a.finding in findings:
+                events.append(ProgressionEvent(a.date, "imaging", f"imaging: {a.finding.replace('_', ' ')}", str(a.source)))
+        return events
 
     @cached_property
     def assessments(self):
@@ -75,19 +116,17 @@ class Facts:
                 out.append(a)
         return out
 
-    def progression_events(self, rules: ProgressionRules, since: date | None, responses, findings) -> list[ProgressionEvent]:
-        """Documented progression (assessments, imaging) and lab progression computed from ``since``."""
-        key = (rules, since, tuple(responses), tuple(findings))
+    def progression_events(self, rules: ProgressionRules, since: date | None, responses, findings,
+                           treatment: Treatment | None = None) -> list[ProgressionEvent]:
+        """Documented progression (assessments, imaging, entries stopped for progression) and lab progression
+        computed for a regimen begun on ``since`` (confirmed, pending and not-confirmed rises alike)."""
+        key = (rules, since, tuple(responses), tuple(findings), id(treatment))
         cache = self.__dict__.setdefault("_progression", {})
         if key in cache:
             return cache[key]
-        events = []
-        for a in self.assessments:
-            if a.response in responses:
-                events.append(ProgressionEvent(a.date, "assessment", f"disease assessment: {a.response.replace('_', ' ')}",
-                                               str(a.source)))
-            if a.finding in findings:
-                events.append(ProgressionEvent(a.date, "imaging", f"imaging: {a.finding.replace('_', ' ')}", str(a.source)))
+        events = self.documented_progression(responses, findings)
+        if treatment is not None:
+            events += [ProgressionEvent(m.date, "stopped", m.description, m.source) for m in treatment.history.stop_progressions]
         if since is not None:
             for lp in lab_progression(self.labs, since, rules):
                 label, unit = self.analyte(lp.analyte)

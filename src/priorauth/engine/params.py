@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from priorauth.clinical.labs import FlcRules, IncreaseRule, ProgressionRules
-from priorauth.clinical.therapy import LineRules
+from priorauth.clinical.therapy import HistoryRules
 from priorauth.clinical.units import UnitError, factor, format_quantity
 
 __all__ = ["Param", "Qty", "Count", "Range", "IncreaseParam", "FlcRatioParams", "MeasurableParams",
@@ -60,11 +60,20 @@ class Range(Param):
         return self
 
 
+class HighNadirParam(Param):
+    """From a nadir of at least ``nadir_at_least``, an absolute rise of ``absolute_increase`` is enough alone."""
+
+    nadir_at_least: Qty
+    absolute_increase: Qty
+    reference: str | None = None
+
+
 class IncreaseParam(Param):
     relative_increase: float | None = Field(default=None, ge=0)
     absolute_increase: Qty | None = None
     absolute_increase_over: Qty | None = None
     minimum: Qty | None = None
+    high_nadir: HighNadirParam | None = None
     reference: str | None = None
 
     def rule(self, unit: str) -> IncreaseRule:
@@ -76,6 +85,8 @@ class IncreaseParam(Param):
             absolute=absolute.to(unit) if absolute is not None else None,
             strictly=self.absolute_increase_over is not None,
             minimum=self.minimum.to(unit) if self.minimum is not None else None,
+            high_nadir=self.high_nadir.nadir_at_least.to(unit) if self.high_nadir is not None else None,
+            high_nadir_absolute=self.high_nadir.absolute_increase.to(unit) if self.high_nadir is not None else None,
         )
 
 
@@ -105,6 +116,8 @@ class MeasurableParams(Param):
 
 class ProgressionParams(Param):
     days_after_last_dose: Count
+    baseline_days: Count
+    no_confirmation: tuple[str, ...] = ()
     serum_m_protein: IncreaseParam
     urine_m_protein: IncreaseParam
     flc_difference: IncreaseParam
@@ -125,20 +138,34 @@ class ProgressionParams(Param):
             measurable_serum=self.measurable.serum_m_protein.to("g/dL"),
             measurable_urine=self.measurable.urine_m_protein.to("mg/(24.h)"),
             flc=self.flc_ratio.rules(self.measurable.involved_flc),
+            baseline_days=self.baseline_days.value,
+            unconfirmed=frozenset(self.no_confirmation),
         )
 
 
 class LinesParams(Param):
+    """How a treatment history becomes exposures, regimens and lines (docs/criteria.md, "Treatment history")."""
+
     minimum: Count
-    same_regimen_gap_days: Count
+    join_days: Count
+    administration_gap_days: Count
+    resume_gap_days: Count
+    hold_gap_days: Count
+    hold_reasons: tuple[str, ...]
     conditioning_days: Count
     post_transplant_days: Count
+    tandem_days: Count
     post_transplant_single_agent_classes: tuple[str, ...]
 
-    def rules(self) -> LineRules:
-        return LineRules(
-            same_regimen_gap_days=self.same_regimen_gap_days.value,
+    def rules(self) -> HistoryRules:
+        return HistoryRules(
+            join_days=self.join_days.value,
+            administration_gap_days=self.administration_gap_days.value,
+            resume_gap_days=self.resume_gap_days.value,
+            hold_gap_days=self.hold_gap_days.value,
             conditioning_days=self.conditioning_days.value,
             post_transplant_days=self.post_transplant_days.value,
+            tandem_days=self.tandem_days.value,
             single_agent_classes=frozenset(self.post_transplant_single_agent_classes),
+            hold_reasons=frozenset(self.hold_reasons),
         )

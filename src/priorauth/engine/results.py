@@ -63,6 +63,7 @@ class CheckResult:
     reason: str
     evidence: tuple[Evidence, ...] = ()
     missing: tuple[str, ...] = ()       # documentation that would settle an unknown result
+    fact: str | None = None             # the decisive fact in short, for a parent's reason (default: the reason)
 
 
 @dataclass(slots=True)
@@ -76,6 +77,7 @@ class NodeResult:
     missing: tuple[str, ...] = ()
     children: list["NodeResult"] = field(default_factory=list)
     refer_to: str | None = None
+    decisive: str = ""                  # the fact that decided this node, in short, for its parent's reason
 
     def walk(self):
         yield self

@@ -257,7 +257,6 @@ def _prescriber_specialty(node: Node, term: Terminology) -> list[Question]:
 @questions_for("prior_lines")
 def _prior_lines(node: Node, term: Terminology) -> list[Question]:
     p = node.params
-    rules = p.rules
 
     def lines(f: _Fill) -> list[Answer]:
         att = f.case.attestations
@@ -265,14 +264,14 @@ def _prior_lines(node: Node, term: Terminology) -> list[Question]:
             return [{"valueInteger": att.prior_lines}]
         if f.case.therapies is None:
             return []
-        return [{"valueInteger": f.facts.lines(rules).count}]
+        return [{"valueInteger": f.facts.treatment(p.history_rules, p.progression_rules).lines.count}]
 
     def classes(f: _Fill) -> list[Answer]:
         att = f.case.attestations
         if att is not None and att.prior_classes is not None:
             keys = list(dict.fromkeys(att.prior_classes))
         elif f.case.therapies is not None:
-            seen = {c for r in f.facts.history.regimens for c in r.classes}
+            seen = {c for r in f.facts.treatment(p.history_rules, p.progression_rules).history.regimens for c in r.classes}
             keys = [k for k in DRUG_CLASS_KEYS if k in seen]
         else:
             keys = []
