@@ -58,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     one_core()
     term = load_terminology()
-    vocab = term.drugs
+    vocab = term.vocabulary
 
     print("long names (never memoized): time per call and per byte")
     print(f"  {'shape':24} {'bytes':>9} {'ms/call':>10} {'ns/byte':>9}  result")

@@ -625,7 +625,7 @@ def test_supportive_and_common_drugs_are_recognized_and_not_anti_myeloma(t, name
 
 
 def test_many_common_drugs_are_known(t):
-    general = [d for d in t.drugs.drugs if d.has("general")]
+    general = [d for d in t.vocabulary.drugs if d.has("general")]
     assert len(general) >= 300
 
 
@@ -638,7 +638,7 @@ def test_unrecognized_names_say_why(t, text):
 
 
 def test_a_huge_name_fails_quickly_and_is_not_kept(t):
-    vocab = t.drugs
+    vocab = t.vocabulary
     before = len(vocab._memo)
     name = "bortezomib " + "x" * 1_000_000
     r = t.resolve(name)

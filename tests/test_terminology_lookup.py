@@ -90,7 +90,7 @@ def test_every_entry_has_a_source_and_a_status(data):
         assert entry.get("status") in STATUSES, entry["generic"]
     for acronym, spec in data["regimens"].items():
         assert spec.get("source") and spec.get("status") in STATUSES, acronym
-    for drug in load_terminology().drugs.drugs:
+    for drug in load_terminology().vocabulary.drugs:
         assert drug.source and drug.status in STATUSES, drug.generic
 
 
@@ -107,37 +107,22 @@ def test_the_bundled_data_loads_and_names_no_key_twice(data):
     assert len(vocab.drugs) > 500
 
 
-def test_a_key_naming_two_ingredients_is_refused(data):
+_FAKE = {"generic": "fakeomab", "classes": ["general"], "source": ["pub"], "status": "unverified"}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({**_FAKE, "brands": ["Velcade"]}, "'velcade' names both bortezomib and fakeomab"),
+    ({**_FAKE, "aliases": ["Dara VRd"]}, "'daravrd' names both fakeomab and regimen D-VRd"),   # punctuation ignored
+    ({**_FAKE, "dev_codes": ["PF 06863135"]}, "'pf06863135' names both elranatamab and fakeomab"),
+    ({k: v for k, v in _FAKE.items() if k != "source"}, "drug 'fakeomab': no source"),
+    ({k: v for k, v in _FAKE.items() if k != "status"}, "drug 'fakeomab': status None"),
+    ({**_FAKE, "generic": "fakecabtagene autoleucel", "classes": ["car_t"], "target": "GPRC5D"}, "treats myeloma"),
+    ({**_FAKE, "generic": "lenalidomide"}, "'lenalidomide' is listed twice"),
+])
+def test_a_bad_drug_entry_is_refused(data, entry, message):
     bad = copy.deepcopy(data)
-    bad["drugs"].append({"generic": "fakeomab", "classes": ["general"], "brands": ["Velcade"], "source": ["pub"],
-                         "status": "unverified"})
-    with pytest.raises(ValueError, match="'velcade' names both bortezomib and fakeomab"):
-        DrugVocabulary(bad)
-
-
-def test_a_spelling_that_only_differs_in_punctuation_is_one_key(data):
-    bad = copy.deepcopy(data)
-    bad["drugs"].append({"generic": "fakeomab", "classes": ["general"], "aliases": ["Dara VRd"], "source": ["pub"],
-                         "status": "unverified"})
-    with pytest.raises(ValueError, match="'daravrd' names both fakeomab and regimen D-VRd"):
-        DrugVocabulary(bad)
-
-
-def test_an_entry_without_a_source_or_status_is_refused(data):
-    for missing in ("source", "status"):
-        bad = copy.deepcopy(data)
-        entry = {"generic": "fakeomab", "classes": ["general"], "source": ["pub"], "status": "secondary"}
-        del entry[missing]
-        bad["drugs"].append(entry)
-        with pytest.raises(ValueError, match="fakeomab"):
-            DrugVocabulary(bad)
-
-
-def test_a_myeloma_directed_car_t_needs_an_anti_myeloma_class(data):
-    bad = copy.deepcopy(data)
-    bad["drugs"].append({"generic": "fakecabtagene autoleucel", "classes": ["car_t"], "target": "GPRC5D",
-                         "source": ["pub"], "status": "unverified"})
-    with pytest.raises(ValueError, match="treats myeloma"):
+    bad["drugs"].append(entry)
+    with pytest.raises(ValueError, match=message):
         DrugVocabulary(bad)
 
 

@@ -74,12 +74,12 @@ class Terminology:
     def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
         # lookups are pure: their answers are memoized (bounded) for repeated names and texts
         self._cns_memo: dict[str, tuple[CnsMatch, ...]] = {}
-        self.drugs = DrugVocabulary(drugs)
-        self.drug_classes: dict[str, dict] = self.drugs.classes
-        self.anti_myeloma_classes = self.drugs.anti_myeloma_classes
-        self.myeloma_targets = self.drugs.myeloma_targets
-        self.regimen_names = self.drugs.regimen_names
-        self.ambiguous_regimen_names = self.drugs.ambiguous_regimen_names
+        self.vocabulary = DrugVocabulary(drugs)
+        self.drug_classes: dict[str, dict] = self.vocabulary.classes
+        self.anti_myeloma_classes = self.vocabulary.anti_myeloma_classes
+        self.myeloma_targets = self.vocabulary.myeloma_targets
+        self.regimen_names = self.vocabulary.regimen_names
+        self.ambiguous_regimen_names = self.vocabulary.ambiguous_regimen_names
 
         self.icd10cm_release = conditions["icd10cm_release"]
         self._groups = {k: frozenset(normalize_code(c) for c in v["codes"]) for k, v in conditions["groups"].items()}
@@ -113,21 +113,21 @@ class Terminology:
     def resolve(self, text: str, beside: Sequence[str] = ()) -> Resolution:
         """How a product name, code or regimen acronym (one record entry) resolves, or why it does not;
         ``beside``: the names written beside it, which may decide an ambiguous acronym."""
-        return self.drugs.resolve(text, beside)
+        return self.vocabulary.resolve(text, beside)
 
     def drug(self, text: str) -> Drug | None:
         """The single drug a name, brand, development code, abbreviation, RxNorm or HCPCS code names; None for
         a regimen, an ambiguous acronym or an unrecognized name."""
-        r = self.drugs.resolve(text)
+        r = self.vocabulary.resolve(text)
         return r.drugs[0] if r.kind == "drug" else None
 
     def regimen(self, acronym: str) -> tuple[str, ...] | None:
         """The generic names of the regimen an acronym (or a written list of drugs) names; None otherwise."""
-        return self.drugs.regimen(acronym)
+        return self.vocabulary.regimen(acronym)
 
     def is_anti_myeloma(self, drug: Drug) -> bool:
         """An anti-myeloma class, or a CAR-T directed at a myeloma target (BCMA, GPRC5D, ...)."""
-        return self.drugs.is_anti_myeloma(drug)
+        return self.vocabulary.is_anti_myeloma(drug)
 
     def name_hints(self, text: str) -> frozenset[str]:
         """What a name suggests by its words alone ({"anti_bcma", "car_t"}); meant for unrecognized names."""
@@ -135,7 +135,7 @@ class Terminology:
 
     def drug_codes(self, text: str) -> DrugCodes | None:
         """The RxNorm and HCPCS codes of the single drug (or formulation) a name resolves to."""
-        return self.drugs.codes(self.drugs.resolve(text))
+        return self.vocabulary.codes(self.vocabulary.resolve(text))
 
     # ---- conditions --------------------------------------------------------------------------------
     def in_group(self, code: str, group: str) -> bool:
