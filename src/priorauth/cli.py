@@ -21,6 +21,8 @@ client_app = typer.Typer(no_args_is_help=True, help="Register and list the servi
 app.add_typer(client_app, name="client")
 audit_app = typer.Typer(no_args_is_help=True, help="The service's audit trail.")
 app.add_typer(audit_app, name="audit")
+terminology_app = typer.Typer(no_args_is_help=True, help="Look product names up in the drug vocabulary.")
+app.add_typer(terminology_app, name="terminology")
 
 _DB_HELP = "The store: a SQLAlchemy URL (postgresql+psycopg://...); default: SQLite in the data folder."
 _DATA_HELP = "The data folder (default: $PRIORAUTH_DATA_DIR or ~/.local/share/priorauth)."
@@ -226,6 +228,28 @@ def policy_check(path: Path = typer.Argument(..., help="The policy file to check
         _err(f"{path}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
         raise typer.Exit(EXIT_INPUT)
     Console().print(f"{path}: OK")
+
+
+@terminology_app.command("lookup")
+def terminology_lookup(
+    names: List[str] = typer.Argument(..., help="Product names, codes or regimen acronyms, as a record writes them."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON (an array, one object a name)."),
+) -> None:
+    """How each name resolves (ingredients, classes, target, kind, the rule used) or why it does not.
+    Exit code 0 when every name resolves to a drug or a regimen, 1 when any does not."""
+    import json
+
+    from priorauth.terminology import load_terminology
+    from priorauth.terminology.lookup import resolution_data, resolution_lines
+
+    term = load_terminology()
+    found = [term.resolve(name) for name in names]
+    if json_out:
+        sys.stdout.write(json.dumps([resolution_data(term, r) for r in found], indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write("\n".join("\n".join(resolution_lines(term, r)) for r in found) + "\n")
+    if not all(r.recognized for r in found):
+        raise typer.Exit(1)
 
 
 @policy_app.command("schema")

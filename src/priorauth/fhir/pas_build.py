@@ -32,10 +32,8 @@ import re
 import uuid
 from datetime import timezone
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
-import yaml
 
 from priorauth.case import Case, Lab, Procedure, Quantity, Regimen
 from priorauth.fhir.codes import (
@@ -179,30 +177,17 @@ def _created(case: Case) -> str:
     return _instant(case) if case.request.received_at is not None else case.request.received.isoformat()
 
 
-@lru_cache(maxsize=1)
-def _drug_codes() -> dict[str, dict[str, tuple[str, ...]]]:
-    """generic name -> {"rxnorm": (...), "hcpcs": (...)}: the codes the drug value sets give, unverified ones left
-    out."""
-    text = resources.files("priorauth.terminology").joinpath("data", "drugs.yaml").read_text(encoding="utf-8")
-    out: dict[str, dict[str, tuple[str, ...]]] = {}
-    for entry in yaml.safe_load(text)["drugs"]:
-        if str(entry.get("status", "")).startswith("unverified"):
-            continue
-        out[entry["generic"]] = {"rxnorm": tuple(str(c) for c in entry.get("rxcui", ())),
-                                 "hcpcs": tuple(str(c).upper() for c in entry.get("hcpcs", ()))}
-    return out
-
-
 _HCPCS_FORM = re.compile(r"^[A-Z]\d{4}$")
 _RXCUI_FORM = re.compile(r"^\d{3,8}$")
 
 
 def _drug_concept(name: str) -> dict[str, Any]:
-    """A medication CodeableConcept: the name as given in `text`, with its RxNorm ingredient code (whose display
-    is the generic name) when the value sets know one. A billing code (HCPCS) goes on the Claim item, not here,
-    unless the case itself names the drug by one."""
+    """A medication CodeableConcept: the name as given in `text`, with its RxNorm code (whose display is the
+    generic name, or the formulation's name when the name given names one) when the value sets know one. A billing
+    code (HCPCS) goes on the Claim item, not here, unless the case itself names the drug by one."""
     raw = name.strip()
-    drug = load_terminology().drug(raw)
+    term = load_terminology()
+    drug = term.drug(raw)
     concept: dict[str, Any] = {}
     if drug is not None:
         if _HCPCS_FORM.match(raw.upper()):
@@ -210,9 +195,9 @@ def _drug_concept(name: str) -> dict[str, Any]:
         elif _RXCUI_FORM.match(raw):
             concept["coding"] = [{"system": RXNORM, "code": raw, "display": drug.generic}]
         else:
-            rxnorm = _drug_codes().get(drug.generic, {}).get("rxnorm", ())
-            if rxnorm:
-                concept["coding"] = [{"system": RXNORM, "code": rxnorm[0], "display": drug.generic}]
+            codes = term.drug_codes(raw)
+            if codes is not None and codes.rxnorm:
+                concept["coding"] = [{"system": RXNORM, "code": codes.rxnorm[0], "display": codes.display}]
     concept["text"] = raw
     return concept
 
@@ -220,13 +205,15 @@ def _drug_concept(name: str) -> dict[str, Any]:
 def _product_concept(name: str) -> dict[str, Any]:
     """Claim.item.productOrService: the product's HCPCS code when there is one, its name always."""
     raw = name.strip()
-    drug = load_terminology().drug(raw)
+    term = load_terminology()
+    drug = term.drug(raw)
     out: dict[str, Any] = {}
     if drug is not None:
         if _HCPCS_FORM.match(raw.upper()):
             hcpcs: tuple[str, ...] = (raw.upper(),)
         else:
-            hcpcs = _drug_codes().get(drug.generic, {}).get("hcpcs", ())
+            codes = term.drug_codes(raw)
+            hcpcs = codes.hcpcs if codes is not None else ()
         if hcpcs:
             out["coding"] = [{"system": HCPCS, "code": hcpcs[0]}]
     out["text"] = raw

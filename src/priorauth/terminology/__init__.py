@@ -1,43 +1,39 @@
 """Terminology: value sets as data files (drugs, regimens, conditions, labs, provider taxonomies) and lookups.
 
 The files under ``data/`` are read once per process (:func:`load_terminology`); the lookups are pure.
-Names are the dependable key; codes (RxNorm, HCPCS, ICD-10-CM, LOINC, NUCC) are extra keys.
+Names are the dependable key; codes (RxNorm, HCPCS, ICD-10-CM, LOINC, NUCC) are extra keys. Products resolve
+through one normalizer (:mod:`.normalize`) into the drug vocabulary (:mod:`.drugs`); docs/terminology.md.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 
 import yaml
 
+from priorauth.terminology import normalize as _nz
 from priorauth.terminology.cns import CnsMatch, CnsReader
+from priorauth.terminology.drugs import Drug, DrugCodes, DrugVocabulary, Resolution, read_drug_data
 
-__all__ = ["Drug", "Resolution", "CnsMatch", "Terminology", "load_terminology", "fold_name", "normalize_name", "normalize_code"]
+__all__ = ["Drug", "Resolution", "DrugCodes", "CnsMatch", "Terminology", "load_terminology", "fold_name",
+           "normalize_name", "normalize_code"]
 
-_MARKS = re.compile(r"[®™©]")
-_SPACE = re.compile(r"\s+")
-_FDA_SUFFIX = re.compile(r"-[a-z]{4}$")
-_FORM_WORDS = {
-    "tablet", "tablets", "capsule", "capsules", "injection", "oral", "iv", "sc", "po", "subcutaneous",
-    "intravenous", "infusion", "for", "solution", "suspension", "kit", "vial", "powder",
-}
-_HCPCS = re.compile(r"^[A-Z]\d{4}$")
-_RXCUI = re.compile(r"^(?:rxnorm|rxcui)?[:\s#]*(\d{3,8})$", re.IGNORECASE)
 _WORD_SPLIT = re.compile(r"[^a-z0-9']+")
 _MEMO_LIMIT = 100_000
 
 
 def fold_name(text: str) -> str:
-    """Lower case, trademark marks removed, spaces folded."""
-    return _SPACE.sub(" ", _MARKS.sub("", text).replace("_", " ").strip().lower())
+    """Lower case, trademark marks removed, spaces folded (the normalizer's first step)."""
+    return _nz.fold(text)
 
 
 def normalize_name(text: str) -> str:
     """A folded name with its FDA four-letter suffix removed (isatuximab-irfc -> isatuximab)."""
-    return _FDA_SUFFIX.sub("", fold_name(text))
+    key = _nz.fold(text)
+    return _nz.strip_fda_suffix(key) or key
 
 
 def normalize_code(code: str) -> str:
@@ -45,38 +41,6 @@ def normalize_code(code: str) -> str:
     return code.replace(".", "").replace(" ", "").upper()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Drug:
-    """One ingredient (formulations included). Made once per ingredient when the terminology loads, so identity
-    is equality (and hashing a drug is cheap)."""
-
-    generic: str
-    classes: frozenset[str]
-    brands: tuple[str, ...] = ()
-    target: str | None = None
-    kind: str | None = None
-
-    def has(self, cls: str) -> bool:
-        return cls in self.classes
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """How one name of a record resolves: a drug, a regimen's drugs, an ambiguous acronym, or nothing."""
-
-    text: str
-    kind: str                                   # "drug" | "regimen" | "ambiguous" | "unrecognized"
-    drugs: tuple[Drug, ...] = ()
-    meanings: tuple[tuple[Drug, ...], ...] = ()
-    rule: str = ""
-    normalized: str = ""
-    formulation: str | None = None
-    hints: frozenset[str] = frozenset()
-    reason: str = ""
-
-    @property
-    def recognized(self) -> bool:
-        return self.kind in ("drug", "regimen")
 
 
 def _read(name: str) -> dict:
@@ -89,40 +53,12 @@ class Terminology:
 
     def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
         # lookups are pure: their answers are memoized (bounded) for repeated names
-        self._drug_memo: dict[str, Drug | None] = {}
-        self.drug_classes: dict[str, dict] = drugs["classes"]
-        self.anti_myeloma_classes = frozenset(k for k, v in self.drug_classes.items() if v["anti_myeloma"])
-        self._drugs: dict[str, Drug] = {}
-        for entry in drugs["drugs"]:
-            unknown = set(entry["classes"]) - set(self.drug_classes)
-            if unknown:
-                raise ValueError(f"drug {entry['generic']!r}: unknown classes {sorted(unknown)}")
-            drug = Drug(
-                generic=entry["generic"],
-                classes=frozenset(entry["classes"]),
-                brands=tuple(entry.get("brands", ())),
-                target=entry.get("target"),
-                kind=entry.get("kind"),
-            )
-            keys = [entry["generic"], *entry.get("aliases", ()), *drug.brands]
-            if entry.get("suffix"):
-                keys.append(f"{entry['generic']}-{entry['suffix']}")
-            for key in keys:
-                self._index(fold_name(key), drug)
-            for code in entry.get("rxcui", ()):
-                self._index(f"rxcui:{code}", drug)
-            for code in entry.get("hcpcs", ()):
-                self._index(f"hcpcs:{code.upper()}", drug)
-        self._regimens: dict[str, tuple[str, ...]] = {}
-        for acronym, names in drugs["regimens"].items():
-            for name in names:
-                if self.drug(name) is None:
-                    raise ValueError(f"regimen {acronym}: unknown drug {name!r}")
-            key = acronym.lower()
-            if key in self._regimens:
-                raise ValueError(f"regimen acronym {acronym!r} is ambiguous when case is ignored")
-            self._regimens[key] = tuple(names)
-        self.regimen_names = tuple(drugs["regimens"])
+        self.vocabulary = DrugVocabulary(drugs)
+        self.drug_classes: dict[str, dict] = self.vocabulary.classes
+        self.anti_myeloma_classes = self.vocabulary.anti_myeloma_classes
+        self.myeloma_targets = self.vocabulary.myeloma_targets
+        self.regimen_names = self.vocabulary.regimen_names
+        self.ambiguous_regimen_names = self.vocabulary.ambiguous_regimen_names
 
         self.icd10cm_release = conditions["icd10cm_release"]
         self._groups = {k: frozenset(normalize_code(c) for c in v["codes"]) for k, v in conditions["groups"].items()}
@@ -144,84 +80,33 @@ class Terminology:
             " ".join(_WORD_SPLIT.split(w.lower())).strip() for w in providers["specialty_words"]["hematology_oncology"]
         )
 
-    # ---- drugs -------------------------------------------------------------------------------------
-    def _index(self, key: str, drug: Drug) -> None:
-        other = self._drugs.get(key)
-        if other is not None and other is not drug:
-            raise ValueError(f"drug key {key!r} names both {other.generic!r} and {drug.generic!r}")
-        self._drugs[key] = drug
+    # ---- drugs ------------------------------------------------------------------------------------------
+    def resolve(self, text: str, beside: Sequence[str] = ()) -> Resolution:
+        """How a product name, code or regimen acronym (one record entry) resolves, or why it does not;
+        ``beside``: the names written beside it, which may decide an ambiguous acronym."""
+        return self.vocabulary.resolve(text, beside)
 
     def drug(self, text: str) -> Drug | None:
-        """The drug named by a generic name, brand, alias, RxNorm or HCPCS code; None when unrecognized."""
-        try:
-            return self._drug_memo[text]
-        except KeyError:
-            pass
-        found = self._drug_lookup(text)
-        if len(self._drug_memo) < _MEMO_LIMIT:
-            self._drug_memo[text] = found
-        return found
-
-    def _drug_lookup(self, text: str) -> Drug | None:
-        raw = str(text).strip()
-        if not raw:
-            return None
-        if _HCPCS.match(raw.upper()):
-            return self._drugs.get(f"hcpcs:{raw.upper()}")
-        m = _RXCUI.match(raw)
-        if m:
-            return self._drugs.get(f"rxcui:{m.group(1)}")
-        # the name as written first (daratumumab-fihj is the subcutaneous product), then without its suffix
-        found = self._drugs.get(fold_name(raw))
-        if found is not None:
-            return found
-        key = normalize_name(raw)
-        found = self._drugs.get(key)
-        if found is not None:
-            return found
-        # "Revlimid 25 mg capsules", "bortezomib (Velcade) injection": drop strengths, forms, parentheses.
-        trimmed = re.sub(r"\(.*?\)", " ", key)
-        words = []
-        for word in trimmed.split():
-            if any(ch.isdigit() for ch in word):
-                break
-            if word not in _FORM_WORDS:
-                words.append(word)
-        key2 = _FDA_SUFFIX.sub("", " ".join(words))
-        return self._drugs.get(key2) if key2 and key2 != key else None
-
-    def resolve(self, text: str) -> Resolution:
-        """A product name, code or regimen acronym of a record entry, resolved."""
-        memo = self.__dict__.setdefault("_resolve_memo", {})
-        found = memo.get(text)
-        if found is None:
-            found = memo[text] = self._resolve(text)
-        return found
-
-    def _resolve(self, text: str) -> Resolution:
-        names = self.regimen(text)
-        if names is not None:
-            return Resolution(text, "regimen", tuple(self.drug(n) for n in names), rule="regimen acronym")
-        d = self.drug(text)
-        if d is not None:
-            return Resolution(text, "drug", (d,), rule="name")
-        return Resolution(text, "unrecognized", hints=self.name_hints(text),
-                          reason=f"{text!r} is not a product priorauth recognizes")
-
-    def name_hints(self, text: str) -> frozenset[str]:
-        low = str(text).lower()
-        hints = set()
-        if "bcma" in low:
-            hints.add("anti_bcma")
-        if re.search(r"(?<![a-z])car(?![a-z])|(?<![a-z])cart-|cel\b|cabtagene\b", low):
-            hints.add("car_t")
-        return frozenset(hints)
+        """The single drug a name, brand, development code, abbreviation, RxNorm or HCPCS code names; None for
+        a regimen, an ambiguous acronym or an unrecognized name."""
+        r = self.vocabulary.resolve(text)
+        return r.drugs[0] if r.kind == "drug" else None
 
     def regimen(self, acronym: str) -> tuple[str, ...] | None:
-        return self._regimens.get(str(acronym).strip().lower())
+        """The generic names of the regimen an acronym (or a written list of drugs) names; None otherwise."""
+        return self.vocabulary.regimen(acronym)
 
     def is_anti_myeloma(self, drug: Drug) -> bool:
-        return not drug.classes.isdisjoint(self.anti_myeloma_classes)
+        """An anti-myeloma class, or a CAR-T directed at a myeloma target (BCMA, GPRC5D, ...)."""
+        return self.vocabulary.is_anti_myeloma(drug)
+
+    def name_hints(self, text: str) -> frozenset[str]:
+        """What a name suggests by its words alone ({"anti_bcma", "car_t"}); meant for unrecognized names."""
+        return _nz.name_hints(_nz.fold(text))
+
+    def drug_codes(self, text: str) -> DrugCodes | None:
+        """The RxNorm and HCPCS codes of the single drug (or formulation) a name resolves to."""
+        return self.vocabulary.codes(self.vocabulary.resolve(text))
 
     # ---- conditions --------------------------------------------------------------------------------
     def in_group(self, code: str, group: str) -> bool:
@@ -264,5 +149,5 @@ class Terminology:
 @lru_cache(maxsize=1)
 def load_terminology() -> Terminology:
     """The bundled value sets, read once per process."""
-    return Terminology(_read("drugs.yaml"), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"),
+    return Terminology(read_drug_data(_read), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"),
                        _read("payers.yaml"))
