@@ -34,7 +34,8 @@ from conftest import ROOT, SCENARIOS
 from helpers import make_case
 from helpers import assert_subset
 
-SCENARIO_FILES = sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
+SCENARIO_FILES = (sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
+                  + sorted((SCENARIOS / "records").glob("*.yaml")))
 CASE_EXAMPLES = sorted(p for p in (ROOT / "examples" / "cases").iterdir() if p.suffix in (".yaml", ".json"))
 FHIR_DIR = ROOT / "examples" / "fhir"
 FHIR_EXAMPLES = sorted(FHIR_DIR.glob("*.json"))

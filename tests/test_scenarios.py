@@ -12,13 +12,17 @@ from priorauth.output import to_json
 from conftest import SCENARIOS
 from helpers import assert_subset
 
-FILES = sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
+PUBLIC = sorted(SCENARIOS.glob("*.yaml")) + sorted(SCENARIOS.glob("*.json"))
+#: real-world records (per-drug histories, clinic spellings, IMWG corrections, CNS context): issue 9
+RECORDS = sorted((SCENARIOS / "records").glob("*.yaml"))
+FILES = PUBLIC + RECORDS
 
 
 
 
 def test_scenarios_are_there():
-    assert len(FILES) >= 24, f"expected the shared acceptance scenarios in {SCENARIOS}"
+    assert len(PUBLIC) >= 24, f"expected the shared acceptance scenarios in {SCENARIOS}"
+    assert len(RECORDS) >= 20, f"expected the real-world records in {SCENARIOS / 'records'}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
