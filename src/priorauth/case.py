@@ -16,8 +16,8 @@ from datetime import date, datetime, time
 _Date = date  # models below have fields named `date`
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
+                      ValidationInfo, field_validator, model_validator)
 
 from priorauth.clinical.units import UnitError, factor
 from priorauth.terminology import load_terminology
@@ -59,11 +59,17 @@ class Source(BaseModel):
     def at(self, child: str) -> "Source":
         if not child:
             return self
-        sep = "" if not self.path or child.startswith("[") else "."
-        return Source(file=self.file, path=f"{self.path}{sep}{child}")
+        return _source_at(self.file, self.path, child)
 
     def __str__(self) -> str:
         return _source_text(self.file, self.path)
+
+
+@lru_cache(maxsize=65536)
+def _source_at(file: str | None, path: str, child: str) -> "Source":
+    """A child source (sources are frozen, so one object serves every evaluation that names it)."""
+    sep = "" if not path or child.startswith("[") else "."
+    return Source(file=file, path=f"{path}{sep}{child}")
 
 
 class _Fact(BaseModel):

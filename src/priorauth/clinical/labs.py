@@ -7,6 +7,7 @@ mL/min/1.73 m2. Thresholds come from the policy data as :class:`ProgressionRules
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -296,7 +297,9 @@ def _series_progression(analyte: str, series: list[_Point], rule: IncreaseRule, 
 
 
 def _daily_lowest(labs: list[Lab]) -> list[_Point]:
-    """One assessment a date: the lowest result of the day stands for it."""
+    """One assessment a date: the lowest result of the day stands for it (``labs`` are in date order)."""
+    if all(a.date != b.date for a, b in zip(labs, labs[1:])):
+        return [(lab.date, lab.canonical, (lab,)) for lab in labs]
     days: dict[date, Lab] = {}
     for lab in labs:
         held = days.get(lab.date)
@@ -307,10 +310,11 @@ def _daily_lowest(labs: list[Lab]) -> list[_Point]:
 
 def _from_baseline(points: list[_Point], start: date, days: int) -> tuple[list[_Point], bool]:
     """The baseline (latest point from ``days`` before ``start`` to ``start``) and the points after ``start``."""
+    k = bisect_right(points, start, key=lambda p: p[0])       # points are in date order
     lo = date.fromordinal(start.toordinal() - days)
-    before = [p for p in points if lo <= p[0] <= start]
-    after = [p for p in points if p[0] > start]
-    return (before[-1:] + after), bool(before)
+    if k and points[k - 1][0] >= lo:
+        return points[k - 1:], True
+    return points[k:], False
 
 
 def lab_progression(by_test: dict[str, list[Lab]], start: date, rules: ProgressionRules) -> list[LabProgression]:
@@ -323,7 +327,10 @@ def lab_progression(by_test: dict[str, list[Lab]], start: date, rules: Progressi
     (a marrow percentage on record counts as measurable).
     """
     def series(test: str) -> tuple[list[_Point], bool]:
-        return _from_baseline(_daily_lowest(by_test.get(test, [])), start, rules.baseline_days)
+        labs = by_test.get(test)
+        if not labs:
+            return [], False
+        return _from_baseline(_daily_lowest(labs), start, rules.baseline_days)
 
     events: list[LabProgression] = []
     (serum, s_base), (urine, u_base) = series("serum_m_protein"), series("urine_m_protein")

@@ -101,15 +101,21 @@ class ResolvedRegimen:
     core: frozenset[str] = frozenset()  # the anti-myeloma drugs (steroids, supportive drugs aside): what a line
                                         # change is judged on
     acronym: str | None = None         # the usual acronym of its drugs, when the terminology knows one
-    _label: str | None = field(default=None, repr=False)
+    _label: str | None = field(default=None, repr=False)      # computed on first use
+    _names: frozenset[str] | None = field(default=None, repr=False)
+    _classes: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset(d.generic for d in self.drugs)
+        if self._names is None:
+            self._names = frozenset(d.generic for d in self.drugs)
+        return self._names
 
     @property
     def classes(self) -> frozenset[str]:
-        return frozenset(c for d in self.drugs for c in d.classes)
+        if self._classes is None:
+            self._classes = frozenset().union(*(d.classes for d in self.drugs))
+        return self._classes
 
     @property
     def ongoing(self) -> bool:
@@ -163,7 +169,10 @@ class Transplant:
         return self.entry.source
 
     def label(self) -> str:
-        return self.entry.procedure.replace("_", " ").replace("sct", "stem cell transplant")
+        return _PROCEDURE_LABEL.get(self.entry.procedure) or self.entry.procedure.replace("_", " ")
+
+
+_PROCEDURE_LABEL = {"autologous_sct": "autologous stem cell transplant", "allogeneic_sct": "allogeneic stem cell transplant"}
 
 
 @dataclass(slots=True)
@@ -176,6 +185,7 @@ class TreatmentHistory:
     stop_progressions: list[ProgressionMark] = field(default_factory=list)   # entries stopped for progression
     steps: list[str] = field(default_factory=list)                   # how entries became exposures and regimens
     problems: list[str] = field(default_factory=list)
+    _exposures: dict = field(default_factory=dict, repr=False)        # class -> exposures, found on first use
 
     @property
     def anti_myeloma(self) -> list[ResolvedRegimen]:
@@ -192,13 +202,23 @@ class TreatmentHistory:
 
     def exposures(self, cls: str) -> list[tuple[ResolvedRegimen | Exposure, Drug]]:
         """Every recognized product of a class, in the regimen or exposure it was given in."""
+        cache = self._exposures
+        if cls not in cache:
+            cache[cls] = self._find(cls)
+        return cache[cls]
+
+    def _find(self, cls: str) -> list[tuple[ResolvedRegimen | Exposure, Drug]]:
         found: list[tuple[ResolvedRegimen | Exposure, Drug]] = []
         for r in self.regimens:
+            if cls not in r.classes:
+                continue
             for d in r.drugs:
                 if d.has(cls) and (not r.meanings or all(any(m.has(cls) for m in meaning) for meaning in r.meanings)):
                     found.append((r, d))
-        found += [(e, e.drug) for e in self.others if e.drug.has(cls)]
-        return sorted(found, key=lambda x: x[0].start)
+        if self.others:
+            found += [(e, e.drug) for e in self.others if e.drug.has(cls)]
+            found.sort(key=lambda x: x[0].start)
+        return found
 
     def unsettled(self, cls: str | None = None) -> list[Unrecognized]:
         """Unrecognized entries that could hold a product of ``cls`` (any, when None)."""
@@ -229,6 +249,7 @@ class _Written:
     drugs: tuple[Drug, ...]
     text: str
     meanings: tuple[tuple[Drug, ...], ...] = ()
+    anti_myeloma: bool = False
 
 
 @dataclass(slots=True)
@@ -265,52 +286,65 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
     singles: list[_Item] = []
     written: list[_Written] = []
     for i, entry in enumerate(therapies):
-        where = f"therapies[{i}]"
         if isinstance(entry, Procedure):
             if entry.date > as_of:
-                hist.problems.append(f"{where}: {entry.procedure} dated {entry.date}, after the evaluation date; not used")
+                hist.problems.append(f"therapies[{i}]: {entry.procedure} dated {entry.date}, after the evaluation "
+                                     "date; not used")
             else:
                 hist.transplants.append(Transplant(i, entry))
             continue
-        entry = _as_of(entry, as_of, where, hist)
-        if entry is not None:
-            _resolve_entry(i, entry, term, hist, singles, written)
-    hist.transplants.sort(key=lambda t: (t.date, t.index))
+        if entry.start > as_of or (entry.end is not None and entry.end > as_of):
+            entry = _as_of(entry, as_of, f"therapies[{i}]", hist)
+            if entry is None:
+                continue
+        _resolve_entry(i, entry, term, hist, singles, written)
+    if len(hist.transplants) > 1:
+        hist.transplants.sort(key=lambda t: (t.date, t.index))
 
-    exposures = _exposures(singles, rules, documented, hist)
-    steroids = [e for e in exposures if e.drug.has("steroid")]
-    anti = [e for e in exposures if term.is_anti_myeloma(e.drug)]
-    hist.others = [e for e in exposures if not e.drug.has("steroid") and not term.is_anti_myeloma(e.drug)]
-    for e in hist.others:
-        hist.steps.append(f"{_where(e.entries)} {e.drug.generic} {_span(e.start, e.end)}: not an anti-myeloma drug; "
-                          "makes no regimen")
-    anti_written = [w for w in written if _written_anti_myeloma(w, term)]
+    steroids: list[Exposure] = []
+    anti: list[Exposure] = []
+    if singles:
+        for e in _exposures(singles, rules, documented, hist):
+            if e.drug.has("steroid"):
+                steroids.append(e)
+            elif term.is_anti_myeloma(e.drug):
+                anti.append(e)
+            else:
+                hist.others.append(e)
+                hist.steps.append(f"{_where(e.entries)} {e.drug.generic} {_span(e.start, e.end)}: not an "
+                                  "anti-myeloma drug; makes no regimen")
+    anti_written = [w for w in written if w.anti_myeloma]
     if anti:
         opened = _assemble(anti, anti_written, rules, term)
     else:   # regimens written as such only: nothing to assemble or split
-        opened = [_Open(w.entry.start, [], w.index, w, how="one regimen as written") for w in anti_written]
+        opened = [_Open(w.entry.start, [], w.index, w, how=_AS_WRITTEN) for w in anti_written]
     acronyms = _acronyms(term)
     regimens = [_finish(o, steroids, term, acronyms) for o in opened]
-    regimens += [_finish(_Open(w.entry.start, [], w.index, w, how="one regimen as written"), steroids, term, acronyms)
-                 for w in written if w not in anti_written]
+    if len(anti_written) < len(written):
+        regimens += [_finish(_Open(w.entry.start, [], w.index, w, how=_AS_WRITTEN), steroids, term, acronyms)
+                     for w in written if not w.anti_myeloma]
     regimens.sort(key=lambda r: (r.start, r.index))
     hist.regimens = regimens
     for r in regimens:
-        if r.written is None or r.how != "one regimen as written":
+        if r.how is not _AS_WRITTEN:
             hist.steps.append(f"{r.label()} {r.span()}: {r.how}")
-    used = {id(s) for r in regimens if r.anti_myeloma for s in steroids if _overlaps(s, r)}
-    for s in steroids:
-        if id(s) not in used:
-            hist.steps.append(f"{_where(s.entries)} {s.drug.generic} {_span(s.start, s.end)}: a steroid alone is not "
-                              "an anti-myeloma regimen")
-    for r in regimens:
         if r.stop_reason == "progression" and r.end is not None:
             hist.stop_progressions.append(ProgressionMark(r.end, f"{r.label()} stopped for progression", str(r.source)))
+    if steroids:
+        used = {id(x) for r in regimens if r.anti_myeloma for x in steroids if _overlaps(x, r)}
+        for x in steroids:
+            if id(x) not in used:
+                hist.steps.append(f"{_where(x.entries)} {x.drug.generic} {_span(x.start, x.end)}: a steroid alone is "
+                                  "not an anti-myeloma regimen")
     for e in hist.others:
         if e.stop_reason == "progression" and e.end is not None:
             hist.stop_progressions.append(ProgressionMark(e.end, f"{e.drug.generic} stopped for progression", str(e.source)))
-    hist.stop_progressions.sort(key=lambda m: m.date)
+    if len(hist.stop_progressions) > 1:
+        hist.stop_progressions.sort(key=lambda m: m.date)
     return hist
+
+
+_AS_WRITTEN = "one regimen as written"
 
 
 def _where(entries: Sequence[int]) -> str:
@@ -337,37 +371,49 @@ def _as_of(entry: Regimen, as_of: date, where: str, hist: TreatmentHistory) -> R
 def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHistory, singles: list[_Item],
                    written: list[_Written]) -> None:
     names = entry.names
-    resolved = [term.resolve(n) for n in names]
-    if len(names) == 1 and resolved[0].kind == "drug":
-        singles.append(_Item(i, entry, resolved[0].drugs[0], names[0]))
-        return
+    resolve = term.resolve
+    if len(names) == 1:
+        res = resolve(names[0])
+        if res.kind == "drug":
+            singles.append(_Item(i, entry, res.drugs[0], names[0]))
+            return
+        resolved = [res]
+    else:
+        resolved = [resolve(n) for n in names]
     drugs: list[Drug] = []
     meanings: tuple[tuple[Drug, ...], ...] = ()
-    for k, (name, res) in enumerate(zip(names, resolved)):
-        if res.recognized:
-            for d in res.drugs:
-                if d not in drugs:
-                    drugs.append(d)
-            continue
-        field_name = "drugs" if entry.drugs is not None else ("regimen" if entry.regimen is not None else "drug")
-        at = f"therapies[{i}].{field_name}" + (f"[{k}]" if entry.drugs is not None else "")
-        if res.kind == "ambiguous":
-            meanings = res.meanings
-            hist.unrecognized.append(_ambiguous(i, name, entry, res))
-            hist.problems.append(f"{at}: {res.reason or repr(name) + ' has more than one usual meaning'}; every "
-                                 "criterion its meanings disagree on is left for the reviewer")
-        else:
-            hist.unrecognized.append(Unrecognized(i, name, entry.start, entry.end, entry.source, res.hints,
-                                                  res.reason or f"{name!r} is not a product priorauth recognizes",
-                                                  end_unknown=entry.stopped_undated))
-            hist.problems.append(f"{at}: {name!r} is not a product priorauth recognizes; every criterion it could "
-                                 "change is left for the reviewer (`priorauth terminology lookup` shows why)")
+    for k, res in enumerate(resolved):
+        kind = res.kind
+        if kind == "ambiguous" and len(names) > 1:   # the drugs written beside an acronym may decide it
+            res = resolve(names[k], [n for j, n in enumerate(names) if j != k])
+            kind = res.kind
+        if kind != "drug" and kind != "regimen":
+            _unrecognized_name(i, k, names[k], entry, res, hist)
+            if kind == "ambiguous":
+                meanings = res.meanings
         for d in res.drugs:
             if d not in drugs:
                 drugs.append(d)
     if drugs or meanings:
         text = entry.regimen if entry.regimen is not None else ", ".join(names)
-        written.append(_Written(i, entry, tuple(drugs), text, meanings))
+        anti = any(term.is_anti_myeloma(d) for d in drugs) or (
+            len(meanings) > 1 and all(any(term.is_anti_myeloma(d) for d in m) for m in meanings))
+        written.append(_Written(i, entry, tuple(drugs), text, meanings, anti))
+
+
+def _unrecognized_name(i: int, k: int, name: str, entry: Regimen, res, hist: TreatmentHistory) -> None:
+    field_name = "drugs" if entry.drugs is not None else ("regimen" if entry.regimen is not None else "drug")
+    at = f"therapies[{i}].{field_name}" + (f"[{k}]" if entry.drugs is not None else "")
+    if res.kind == "ambiguous":
+        hist.unrecognized.append(_ambiguous(i, name, entry, res))
+        hist.problems.append(f"{at}: {res.reason or repr(name) + ' has more than one usual meaning'}; every "
+                             "criterion its meanings disagree on is left for the reviewer")
+    else:
+        hist.unrecognized.append(Unrecognized(i, name, entry.start, entry.end, entry.source, res.hints,
+                                              res.reason or f"{name!r} is not a product priorauth recognizes",
+                                              end_unknown=entry.stopped_undated))
+        hist.problems.append(f"{at}: {name!r} is not a product priorauth recognizes; every criterion it could "
+                             "change is left for the reviewer (`priorauth terminology lookup` shows why)")
 
 
 def _ambiguous(i: int, name: str, entry: Regimen, res) -> Unrecognized:
@@ -377,12 +423,6 @@ def _ambiguous(i: int, name: str, entry: Regimen, res) -> Unrecognized:
     return Unrecognized(i, name, entry.start, entry.end, entry.source, frozenset(),
                         res.reason or f"{name!r} has more than one usual meaning ({readings})", ambiguous=True,
                         possible_classes=possible, end_unknown=entry.stopped_undated)
-
-
-def _written_anti_myeloma(w: _Written, term: Terminology) -> bool:
-    if any(term.is_anti_myeloma(d) for d in w.drugs):
-        return True
-    return bool(w.meanings) and all(any(term.is_anti_myeloma(d) for d in m) for m in w.meanings)
 
 
 def _exposures(items: list[_Item], rules: HistoryRules, documented: Sequence[ProgressionMark],
@@ -445,7 +485,7 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
     opened: list[_Open] = []
     for start, index, item in queue:
         if isinstance(item, _Written):
-            opened.append(_Open(start, [], index, item, how="one regimen as written"))
+            opened.append(_Open(start, [], index, item, how=_AS_WRITTEN))
             continue
         e = item
         cur = opened[-1] if opened else None
@@ -480,6 +520,8 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
 def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             acronyms: dict[frozenset[str], str]) -> ResolvedRegimen:
     w = o.written
+    if w is not None and not o.members and not steroids:
+        return _as_written(o, w, term)
     members = o.members
     ends: list[date] = []
     ongoing = unknown = False
@@ -508,10 +550,10 @@ def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             ends.append(x.end)
     end = None if ongoing or unknown or not ends else max(ends)
     r_end = end if end is not None else date.max
-    for s in steroids:
-        if s.start <= r_end and o.start <= (s.end or date.max):
-            drugs[s.drug] = None
-            entries.update(s.entries)
+    for x in steroids:
+        if x.start <= r_end and o.start <= (x.end or date.max):
+            drugs[x.drug] = None
+            entries.update(x.entries)
     if w is not None:
         source, stop, intent, line = w.entry.source, w.entry.stop_reason, w.entry.intent, w.entry.line
     else:
@@ -523,14 +565,25 @@ def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
         intent = intents.pop() if len(intents) == 1 else None
         line = lines.pop() if len(lines) == 1 else None
     anti = [d for d in drugs if term.is_anti_myeloma(d)]
-    names = frozenset(d.generic for d in drugs)
     return ResolvedRegimen(
         index=o.index, start=o.start, end=end, drugs=tuple(drugs),
-        anti_myeloma=bool(anti) or (w is not None and _written_anti_myeloma(w, term)),
+        anti_myeloma=bool(anti) or (w is not None and w.anti_myeloma),
         source=source, entries=tuple(sorted(entries)), written=w.text if w is not None else None, how=o.how,
-        intent=intent, line=line, stop_reason=stop, trial=any(x.trial for x in members),
+        intent=intent, line=line, stop_reason=stop, trial=any(x.trial for x in members) or bool(w and w.entry.trial),
         end_unknown=unknown and not ongoing, meanings=w.meanings if w is not None and len(w.meanings) > 1 else (),
-        core=frozenset(d.generic for d in anti), acronym=acronyms.get(names),
+        core=frozenset(d.generic for d in anti),
+        acronym=None if w is not None else acronyms.get(frozenset(d.generic for d in drugs)),
+    )
+
+
+def _as_written(o: _Open, w: _Written, term: Terminology) -> ResolvedRegimen:
+    """A regimen written whole that nothing joined or split, and no separate steroid to add: as the entry says."""
+    e = w.entry
+    return ResolvedRegimen(
+        index=o.index, start=o.start, end=e.end, drugs=w.drugs, anti_myeloma=w.anti_myeloma, source=e.source,
+        entries=(o.index,), written=w.text, how=o.how, intent=e.intent, line=e.line, stop_reason=e.stop_reason,
+        trial=bool(e.trial), end_unknown=e.stopped_undated, meanings=w.meanings if len(w.meanings) > 1 else (),
+        core=frozenset(d.generic for d in w.drugs if term.is_anti_myeloma(d)),
     )
 
 
@@ -578,12 +631,17 @@ class Line:
 
     @property
     def start(self) -> date:
-        return min([r.start for r in self.regimens] + [t.date for t in self.transplants])
+        if self.regimens and (not self.transplants or self.regimens[0].start <= self.transplants[0].date):
+            return self.regimens[0].start      # both lists are filled in date order
+        return self.transplants[0].date
 
     def describe(self) -> str:
-        parts = [f"{r.label()} from {r.start}" for r in self.regimens] + [f"{t.label()} on {t.date}" for t in self.transplants]
-        order = sorted(zip([r.start for r in self.regimens] + [t.date for t in self.transplants], parts))
-        return f"line {self.number}: " + ", then ".join(p for _, p in order) + (f" ({self.why})" if self.why else "")
+        parts = [f"{r.label()} from {r.start}" for r in self.regimens]
+        if self.transplants:   # both lists are in date order: merge them (a transplant first on the same day)
+            dated = [(r.start, 1, p) for r, p in zip(self.regimens, parts)] + [
+                (t.date, 0, f"{t.label()} on {t.date}") for t in self.transplants]
+            parts = [p for _, _, p in sorted(dated, key=lambda x: x[:2])]
+        return f"line {self.number}: " + ", then ".join(parts) + (f" ({self.why})" if self.why else "")
 
 
 @dataclass(slots=True)
@@ -591,8 +649,20 @@ class LineCount:
     count: int
     method: str                       # "line numbers" | "IMWG rules"
     lines: list[Line]
-    steps: list[str]                  # how each regimen and transplant was placed, for the reviewer
+    placements: list[tuple]           # (regimen or transplant, line number, how, why), rendered by ``steps``
     classes: frozenset[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[str]:
+        """How each regimen and transplant was placed, for the reviewer."""
+        out = list(self.notes)
+        for item, number, how, why in self.placements:
+            when = f"on {item.date}" if isinstance(item, Transplant) else f"from {item.start}"
+            tail = f" ({why})" if why else ""
+            out.append(f"{item.label()} {when}: {how} line {number}{tail}" if how != "as recorded"
+                       else f"{item.label()} {when}: line {number} as recorded")
+        return out
 
     def describe(self) -> str:
         return "; ".join(ln.describe() for ln in self.lines)
@@ -605,37 +675,42 @@ def _fmt_core(names: Iterable[str]) -> str:
 def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[ProgressionMark] = ()) -> LineCount:
     """Lines of therapy from the regimens and transplants, with ``marks``: documented or computed progression."""
     regs = hist.anti_myeloma
-    classes = frozenset(c for r in regs for c in r.classes)
+    classes = frozenset().union(*(r.classes for r in regs))
     if regs and all(r.line is not None for r in regs):
         by_number: dict[int, Line] = {}
         for r in regs:
             by_number.setdefault(r.line, Line(r.line, why="line number as recorded")).regimens.append(r)
-        steps = [f"{r.label()} from {r.start}: line {r.line} as recorded" for r in regs]
         ordered = [by_number[k] for k in sorted(by_number)]
-        return LineCount(len(by_number), "line numbers", ordered, steps, classes)
+        return LineCount(len(by_number), "line numbers", ordered, [(r, r.line, "as recorded", "") for r in regs],
+                         classes)
 
-    steps: list[str] = []
-    partial = [r for r in regs if r.line is not None]
+    placed: list[tuple] = []
+    notes: list[str] = []
+    partial = sum(1 for r in regs if r.line is not None)
     if partial:
-        steps.append(f"line numbers given on {len(partial)} of {len(regs)} regimens: reported, not used")
-    marks = sorted(marks, key=lambda m: m.date)
+        notes.append(f"line numbers given on {partial} of {len(regs)} regimens: reported, not used")
+    if len(marks) > 1:
+        marks = sorted(marks, key=lambda m: m.date)
     mark_days = [m.date for m in marks]
     # on the same day a transplant comes first: a regimen started on the transplant day follows it
-    events: list[tuple[date, int, int, object]] = [(r.start, 1, r.index, r) for r in regs] + [
-        (t.date, 0, t.index, t) for t in hist.transplants]
-    events.sort(key=lambda e: e[:3])
+    if hist.transplants:
+        events = [(r.start, 1, r.index, r) for r in regs] + [(t.date, 0, t.index, t) for t in hist.transplants]
+        events.sort(key=lambda e: e[:3])
+        order = [e[3] for e in events]
+    else:
+        order = regs                                   # already in order of start
     lines: list[Line] = []
     current: Line | None = None
     prev: ResolvedRegimen | None = None
     prev_tx: Transplant | None = None
-    for day, _, _, ev in events:
+    for ev in order:
         since = prev.start if prev is not None else None
         if prev_tx is not None and (since is None or prev_tx.date > since):
             since = prev_tx.date
         progression = None
-        if since is not None:   # the first progression after ``since``, if it is dated on or before ``day``
+        if since is not None and mark_days:   # the first progression after ``since``, if dated by this event
             k = bisect_right(mark_days, since)
-            if k < len(marks) and marks[k].date <= day:
+            if k < len(marks) and marks[k].date <= (ev.date if isinstance(ev, Transplant) else ev.start):
                 progression = marks[k]
         if isinstance(ev, Transplant):
             why = _transplant_joins(ev, current, prev, prev_tx, progression, rules)
@@ -643,28 +718,27 @@ def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[Pro
                 reason = _transplant_starts(ev, current, progression, prev_tx, rules)
                 current = Line(len(lines) + 1, why=reason)
                 lines.append(current)
-                steps.append(f"{ev.label()} on {ev.date}: starts line {current.number} ({reason})")
+                placed.append((ev, current.number, "starts", reason))
             else:
-                steps.append(f"{ev.label()} on {ev.date}: part of line {current.number} ({why})")
+                placed.append((ev, current.number, "part of", why))
             current.transplants.append(ev)
             prev_tx = ev
             continue
-        r = ev
         if current is None:
             current = Line(1, why="first regimen")
             lines.append(current)
-            steps.append(f"{r.label()} from {r.start}: starts line 1")
+            placed.append((ev, 1, "starts", ""))
         else:
-            why, boundary = _regimen_place(r, current, prev, progression, hist, rules)
+            why, boundary = _regimen_place(ev, current, prev, progression, hist, rules)
             if boundary:
                 current = Line(len(lines) + 1, why=why)
                 lines.append(current)
-                steps.append(f"{r.label()} from {r.start}: starts line {current.number} ({why})")
+                placed.append((ev, current.number, "starts", why))
             else:
-                steps.append(f"{r.label()} from {r.start}: continues line {current.number} ({why})")
-        current.regimens.append(r)
-        prev = r
-    return LineCount(len(lines), "IMWG rules", lines, steps, classes)
+                placed.append((ev, current.number, "continues", why))
+        current.regimens.append(ev)
+        prev = ev
+    return LineCount(len(lines), "IMWG rules", lines, placed, classes, notes)
 
 
 def _transplant_joins(t: Transplant, line: Line | None, prev: ResolvedRegimen | None, prev_tx: Transplant | None,
@@ -748,7 +822,7 @@ def line_variants(hist: TreatmentHistory, term: Terminology) -> list[TreatmentHi
         for k, meaning in zip(amb, combo):
             r = regs[k]
             drugs = tuple(dict.fromkeys(tuple(meaning) + r.drugs))
-            regs[k] = replace(r, drugs=drugs, meanings=(),
+            regs[k] = replace(r, drugs=drugs, meanings=(), _label=None, _names=None, _classes=None,
                               core=frozenset(d.generic for d in drugs if term.is_anti_myeloma(d)))
-        out.append(replace(hist, regimens=regs))
+        out.append(replace(hist, regimens=regs, _exposures={}))
     return out

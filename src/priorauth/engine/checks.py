@@ -75,6 +75,12 @@ class HistoryCheckParams(Param):
     def progression_rules(self):
         return _interned(self.progression.rules())
 
+    @cached_property
+    def treatment_key(self) -> tuple:
+        """What ``Facts.treatment`` is asked with: the same objects for every check of the policy."""
+        return (self.history_rules, self.progression_rules, _interned(self.progression.assessment_responses),
+                _interned(self.progression.imaging_findings))
+
 
 _INTERNED: dict = {}
 
@@ -85,8 +91,7 @@ def _interned(rules):
 
 
 def _treatment(f: Facts, p: HistoryCheckParams):
-    return f.treatment(p.history_rules, p.progression_rules, p.progression.assessment_responses,
-                       p.progression.imaging_findings)
+    return f.treatment(*p.treatment_key)
 
 
 def _names(items, limit: int = 3) -> str:

@@ -12,6 +12,11 @@ def _deciding(kids: list[NodeResult], want: str) -> str:
     return "; ".join(f"{k.id}: {k.decisive or k.reason}" for k in kids if k.status == want)
 
 
+def _leaf(node, own) -> NodeResult:
+    return NodeResult(node.id, node.label, node.reference, own.status, own.reason, own.evidence, own.missing, [],
+                      node.refer_to, own.fact or "")
+
+
 def _summary(combine: str, kids: list[NodeResult], status: str) -> str:
     """A combining node's reason: the decisive facts of the children that decided it."""
     if status == MET:
@@ -35,9 +40,21 @@ def _decisive(status: str, own, kids: list[NodeResult], combined: str | None) ->
     return "; ".join(parts) if parts else (own.fact or own.reason if own is not None else "")
 
 
+def _run(node, facts: Facts):
+    """A check's result; the same check with the same parameters (one object, shared at compile) runs once."""
+    memo = facts.results
+    key = (node.check.name, id(node.params))
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = node.check.run(facts, node.params)
+    return found
+
+
 def evaluate_node(node, facts: Facts) -> NodeResult:
     """Evaluate a node and all of its descendants (no short-circuit: the trace shows every criterion)."""
-    own = node.check.run(facts, node.params) if node.check is not None else None
+    own = None if node.check is None else (_run(node, facts) if node.repeated else node.check.run(facts, node.params))
+    if not node.children:
+        return _leaf(node, own)
     kids = [evaluate_node(c, facts) for c in node.children]
     if node.combine is None:
         return NodeResult(node.id, node.label, node.reference, own.status, own.reason, own.evidence, own.missing,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -90,6 +91,8 @@ class Facts:
         self.term = term
         self.context = context          # resolved payer configuration (policy_effective, formulary, ...)
         self.problems: list[str] = []   # data problems found while deriving facts
+        self._last_treatment: tuple | None = None
+        self.results: dict = {}         # check results by (check, parameters), for checks the policy repeats
 
     @cached_property
     def labs(self) -> dict[str, list[Lab]]:
@@ -102,7 +105,11 @@ class Facts:
     def treatment(self, rules: HistoryRules, progression: ProgressionRules, responses=(), findings=()) -> Treatment:
         """The treatment history assembled with ``rules``, the progression between its regimens (documented, and
         computed from each regimen's labs with ``progression``), and the lines it makes. Computed once per rules."""
-        key = (id(rules), id(progression), tuple(responses), tuple(findings))   # rules are interned per policy
+        last = self._last_treatment      # the checks of one policy ask with the same (interned) objects
+        if last is not None and last[0] is rules and last[1] is progression and last[2] is responses \
+                and last[3] is findings:
+            return last[4]
+        key = (id(rules), id(progression), id(responses), id(findings))
         cache = self.__dict__.setdefault("_treatment", {})
         if key in cache:
             return cache[key]
@@ -114,20 +121,34 @@ class Facts:
                 self.problems.append(p)
         marks = documented + list(hist.stop_progressions)
         regs = hist.anti_myeloma
-        lab_days = sorted({lab.date for series in self.labs.values() for lab in series})
-        for r, nxt in zip(regs, regs[1:] + [None]):
-            if not any(d > r.start and (nxt is None or d <= nxt.start) for d in lab_days):
-                continue      # no result while this regimen was the latest: nothing to compute
-            for lp in lab_progression(self.labs, r.start, progression):
-                if lp.confirmed and lp.date > r.start and (nxt is None or lp.date <= nxt.start):
-                    label, unit = self.analyte(lp.analyte)
-                    marks.append(ProgressionMark(lp.date, lp.describe(label, display_unit(unit)), str(lp.labs[0].source)))
+        if len(regs) > 1:
+            lab_days = sorted({lab.date for series in self.labs.values() for lab in series})
+            for r, nxt in zip(regs, regs[1:]):
+                # progression computed for a regimen matters here only when dated before the next one began
+                k = bisect_right(lab_days, r.start)
+                if k == len(lab_days) or lab_days[k] > nxt.start:
+                    continue
+                for lp in self.lab_progression(r.start, progression):
+                    if lp.confirmed and lp.date > r.start and lp.date <= nxt.start:
+                        label, unit = self.analyte(lp.analyte)
+                        marks.append(ProgressionMark(lp.date, lp.describe(label, display_unit(unit)),
+                                                     str(lp.labs[0].source)))
         marks.sort(key=lambda m: (m.date, m.description))
         lines = count_lines(hist, rules, marks)
         variants = [count_lines(v, rules, marks) for v in line_variants(hist, self.term)] if any(
             r.meanings for r in hist.regimens) else [lines]
-        cache[key] = Treatment(hist, marks, lines, variants)
-        return cache[key]
+        found = cache[key] = Treatment(hist, marks, lines, variants)
+        self._last_treatment = (rules, progression, responses, findings, found)
+        return found
+
+    def lab_progression(self, start: date, rules: ProgressionRules) -> list[LabProgression]:
+        """Progression computed from the labs for a regimen begun on ``start`` (once per start and rules)."""
+        key = (start, id(rules))
+        cache = self.__dict__.setdefault("_lab_progression", {})
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = lab_progression(self.labs, start, rules)
+        return found
 
     def documented_progression(self, responses, findings) -> list["ProgressionEvent"]:
         """Progression documented by the clinician: disease assessments and imaging findings."""
@@ -162,7 +183,7 @@ class Facts:
         if treatment is not None:
             events += [ProgressionEvent(m.date, "stopped", m.description, m.source) for m in treatment.history.stop_progressions]
         if since is not None:
-            for lp in lab_progression(self.labs, since, rules):
+            for lp in self.lab_progression(since, rules):
                 label, unit = self.analyte(lp.analyte)
                 events.append(ProgressionEvent(lp.date, "labs", lp.describe(label, display_unit(unit)),
                                                str(lp.labs[0].source), lp.confirmed, lp))

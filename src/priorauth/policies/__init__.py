@@ -10,6 +10,7 @@ this node's numbering. Labels may name params in braces: ``{threshold}`` or ``{l
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
@@ -128,6 +129,7 @@ class Node:
     combine: str | None                 # "all" | "any" | None
     children: tuple["Node", ...]
     refer_to: dict[str, str] | None
+    repeated: bool = False              # another node runs the same check with the same parameters
 
     def walk(self):
         yield self
@@ -223,6 +225,17 @@ def _mirror(spec: CriterionSpec, source: CriterionSpec) -> CriterionSpec:
     return out.model_copy(update={"label": spec.label, "reference": spec.reference or spec.id})
 
 
+_SHARED: dict = {}
+
+
+def _shared(params: BaseModel) -> BaseModel:
+    """One object for equal parameters (I.A.6 and III.B run one check alike), so a result can be reused."""
+    try:
+        return _SHARED.setdefault((type(params), params), params)
+    except TypeError:          # a parameter value that does not hash: not shared
+        return params
+
+
 def _compile(spec: CriterionSpec, path: str, raw: dict, inherited: dict, problems: list[str], ids: set[str],
              parent_id: str | None, lobs: set[str]) -> Node | None:
     if spec.id in ids:
@@ -250,7 +263,7 @@ def _compile(spec: CriterionSpec, path: str, raw: dict, inherited: dict, problem
             data = {k: v for k, v in inherited.items() if k in names}
             data.update(own)
             try:
-                params = check.params.model_validate(data)
+                params = _shared(check.params.model_validate(data))
             except ValidationError as err:
                 problems.extend(f"{path}.params.{p}" for p in problems_from_validation(err))
     if spec.all is not None and spec.any is not None:
@@ -322,8 +335,26 @@ def compile_policy(raw: Any, origin: str, content: bytes = b"") -> Policy:
             problems.append(f"clocks.default.{urgency}: is required")
     if problems:
         raise PolicyError(origin, problems)
+    roots = _mark_repeated(roots)
     digest = hashlib.sha256(content).hexdigest() if content else ""
     return Policy(doc, roots, digest, origin, clock_hours)
+
+
+def _mark_repeated(roots: dict[str, Node]) -> dict[str, Node]:
+    """Flag the nodes whose check and parameters another node shares, so evaluation runs that check once."""
+    seen: dict[tuple, int] = {}
+    for root in roots.values():
+        for n in root.walk():
+            if n.check is not None:
+                key = (n.check.name, id(n.params))
+                seen[key] = seen.get(key, 0) + 1
+
+    def mark(n: Node) -> Node:
+        kids = tuple(mark(c) for c in n.children)
+        rep = n.check is not None and seen[(n.check.name, id(n.params))] > 1
+        return dataclasses.replace(n, children=kids, repeated=rep)
+
+    return {k: mark(v) for k, v in roots.items()}
 
 
 def load_policy(path: str | Path) -> Policy:

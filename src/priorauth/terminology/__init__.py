@@ -54,6 +54,9 @@ class Terminology:
     def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
         # lookups are pure: their answers are memoized (bounded) for repeated names
         self.vocabulary = DrugVocabulary(drugs)
+        # the hot lookups go straight to the vocabulary (the methods below document them)
+        self.resolve = self.vocabulary.resolve                    # type: ignore[method-assign]
+        self.is_anti_myeloma = self.vocabulary.is_anti_myeloma    # type: ignore[method-assign]
         self.drug_classes: dict[str, dict] = self.vocabulary.classes
         self.anti_myeloma_classes = self.vocabulary.anti_myeloma_classes
         self.myeloma_targets = self.vocabulary.myeloma_targets

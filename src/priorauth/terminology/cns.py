@@ -421,11 +421,15 @@ class CnsReader:
                                int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["vocab_strings"]))
         self._pipeline = _Pipeline(spec, self._bounds)
         self._text_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_text)
+        self._code_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._code)
         self._workup_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_workup)
 
     # ---- codes -----------------------------------------------------------------------------------------------
     def code(self, code: str) -> CnsMatch | None:
         """The CNS pathology group an ICD-10-CM code falls in (by prefix), None for none or an exclusion."""
+        return self._code_memo(code)
+
+    def _code(self, code: str) -> CnsMatch | None:
         c = _normalize_code(code)
         for g in self._exclusions:
             if c.startswith(g.prefixes):

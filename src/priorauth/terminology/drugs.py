@@ -25,9 +25,10 @@ _ENTRY_FIELDS = frozenset((
 _FORMULATION_FIELDS = frozenset(("name", "route", "brands", "aliases", "rxcui", "hcpcs", "code_status"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Drug:
-    """One ingredient, whatever its formulation."""
+    """One ingredient, whatever its formulation. Made once per ingredient when the vocabulary loads, so identity
+    is equality (and a drug hashes cheaply as a dict key)."""
     generic: str
     classes: frozenset[str]
     brands: tuple[str, ...] = ()
@@ -132,6 +133,7 @@ class DrugVocabulary:
         self._codes: dict[tuple[str, str | None], DrugCodes] = {}
         self._route_formulation: dict[tuple[str, str], str] = {}
         self._memo: dict[str, Resolution] = {}
+        self._anti: dict[Drug, bool] = {}          # is_anti_myeloma per drug (a fixed set: bounded)
         self.entries: list[dict] = data["drugs"]
         for entry in self.entries:
             self._add_drug(entry)
@@ -301,8 +303,11 @@ class DrugVocabulary:
         return tuple(d.generic for d in r.drugs)
 
     def is_anti_myeloma(self, drug: Drug) -> bool:
-        return not drug.classes.isdisjoint(self.anti_myeloma_classes) or (
-            drug.has("car_t") and drug.target in self.myeloma_targets)
+        found = self._anti.get(drug)
+        if found is None:
+            found = self._anti[drug] = not drug.classes.isdisjoint(self.anti_myeloma_classes) or (
+                drug.has("car_t") and drug.target in self.myeloma_targets)
+        return found
 
     # ---- resolution ------------------------------------------------------------------------------------------
     def _resolve(self, raw: str) -> Resolution:
