@@ -166,3 +166,14 @@ def test_without_history_or_attestation_it_stays_unknown_and_shows_what_did_not_
 def test_the_attestation_is_met_without_history(policy):
     _, n = cns(policy, drop=("history",), attestations={"no_cns_pathology": True})
     assert n.status == "met" and n.reason == "The prescriber attests no CNS involvement or CNS pathology"
+
+
+def test_an_entry_with_more_mentions_than_are_read_is_unknown_even_with_a_negative_workup(policy):
+    from priorauth.terminology.cns import load_context_rules
+
+    limit = load_context_rules()["bounds"]["mentions_read"]
+    text = "".join(f"No stroke on visit {i}. " for i in range(limit + 5)) + " MRI brain negative."
+    d = determine(make_case(history=[{"text": text}]), policy)
+    n = d.node("I.A.6")
+    assert n.status == "unknown" and n.reason.startswith("Not every CNS mention was read:")
+    assert any("A reviewer's reading of the entry" in m for m in n.missing)

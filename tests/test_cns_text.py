@@ -304,9 +304,18 @@ def test_a_500_kb_run_on_sentence_is_read_in_bounded_windows(t):
     assert all(len(m.quote) <= load_context_rules()["bounds"]["quote_chars"] + 6 for m in t.cns_text(text))
 
 
+def test_mentions_past_the_bound_are_unread_not_absent(t):
+    limit = load_context_rules()["bounds"]["mentions_read"]
+    text = "".join(f"No stroke on visit {i}. " for i in range(limit)) + "Seizure on visit 9999. "
+    got = t.cns_text(text)
+    assert len(got) == limit + 1 and got[-1].assertion == "unread" and got[-1].group == "epilepsy_seizure"
+    assert f"names CNS conditions {limit + 1} times and priorauth reads the first {limit}" in got[-1].why
+    assert not got[-1].finding
+
+
 def test_pieces_are_bounded_and_keep_their_window():
     b = _Bounds(segment_chars=100, window_chars=30, quote_chars=50, memo_text_chars=10, memo_entries=8,
-                vocab_strings=1000)
+                vocab_strings=1000, mentions_read=10)
     text = " ".join(["x"] * 1000)
     mentions = [(s, s + 1, "k") for s in range(0, len(text), 2)][::37]
     pieces = list(_pieces(text, mentions, b))
@@ -322,11 +331,11 @@ def test_pieces_are_bounded_and_keep_their_window():
 def test_consecutive_clauses_are_read_together_each_a_sentence_of_its_own():
     text = "No seizures. Stroke 2019; TIA\nepilepsy. Hypertension. Diabetes. No stroke"
     spans = [(3, 11, "a"), (13, 19, "b"), (26, 29, "c"), (30, 38, "d"), (69, 75, "e")]
-    b = _Bounds(600, 200, 200, 2000, 8, 1000)
+    b = _Bounds(600, 200, 200, 2000, 8, 1000, 400)
     assert [(text[a:z], starts) for a, z, starts, _ in _pieces(text, spans, b)] == [
         ("No seizures. Stroke 2019; TIA\nepilepsy.", (13, 26, 30)),   # the clauses without mentions split them
         ("No stroke", ())]
-    small = _Bounds(20, 5, 200, 2000, 8, 1000)
+    small = _Bounds(20, 5, 200, 2000, 8, 1000, 400)
     assert [text[a:z] for a, z, _, _ in _pieces(text, spans[:4], small)] == ["No seizures.", "Stroke 2019; TIA",
                                                                           "epilepsy."]
 

@@ -390,7 +390,7 @@ class Regimen(_Fact):
     def names(self) -> list[str]:
         """The products as written: the drugs, the acronym, or the single drug."""
         if self.drugs is not None:
-            return [str(d).strip() for d in self.drugs if str(d).strip()]
+            return [d for d in map(str.strip, self.drugs) if d]
         return [(self.regimen if self.regimen is not None else self.drug).strip()]
 
     @property

@@ -250,6 +250,7 @@ class _Written:
     text: str
     meanings: tuple[tuple[Drug, ...], ...] = ()
     anti_myeloma: bool = False
+    core: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -396,9 +397,9 @@ def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHis
                 drugs.append(d)
     if drugs or meanings:
         text = entry.regimen if entry.regimen is not None else ", ".join(names)
-        anti = any(term.is_anti_myeloma(d) for d in drugs) or (
-            len(meanings) > 1 and all(any(term.is_anti_myeloma(d) for d in m) for m in meanings))
-        written.append(_Written(i, entry, tuple(drugs), text, meanings, anti))
+        core = frozenset(d.generic for d in drugs if term.is_anti_myeloma(d))
+        anti = bool(core) or (len(meanings) > 1 and all(any(term.is_anti_myeloma(d) for d in m) for m in meanings))
+        written.append(_Written(i, entry, tuple(drugs), text, meanings, anti, core))
 
 
 def _unrecognized_name(i: int, k: int, name: str, entry: Regimen, res, hist: TreatmentHistory) -> None:
@@ -583,7 +584,7 @@ def _as_written(o: _Open, w: _Written, term: Terminology) -> ResolvedRegimen:
         index=o.index, start=o.start, end=e.end, drugs=w.drugs, anti_myeloma=w.anti_myeloma, source=e.source,
         entries=(o.index,), written=w.text, how=o.how, intent=e.intent, line=e.line, stop_reason=e.stop_reason,
         trial=bool(e.trial), end_unknown=e.stopped_undated, meanings=w.meanings if len(w.meanings) > 1 else (),
-        core=frozenset(d.generic for d in w.drugs if term.is_anti_myeloma(d)),
+        core=w.core,
     )
 
 

@@ -547,6 +547,14 @@ def no_cns_pathology(f: Facts, p: NoParams) -> CheckResult:
                            (Evidence("attestation", "no_cns_pathology: false", source=str(att.source.at("no_cns_pathology"))),))
     not_counted = _cns_not_counted(cns)
     looked_at = _cns_evidence(cns.disregarded + cns.uncertain)
+    unread = [x for x in cns.uncertain if x.match.assertion == "unread"]
+    if unread:      # a work-up cannot settle what was not read
+        return CheckResult(UNKNOWN, "Not every CNS mention was read: " + "; ".join(
+            f"{x.match.why} {_cns_place(x)}, so the rest is for the reviewer" for x in unread) + not_counted,
+            _cns_evidence(cns.uncertain),
+            missing=tuple(f"A reviewer's reading of the entry {_cns_place(x)} (it names CNS conditions more often "
+                          "than priorauth reads), or the prescriber's summary of the neurologic history"
+                          for x in unread))
     if cns.uncertain and not cns.negative_workups:
         quotes = "; ".join(f"{x.match.label}: {x.quote!r} {_cns_place(x)}, uncertain ({x.match.cue!r})" for x in cns.uncertain)
         return CheckResult(UNKNOWN, f"Uncertain CNS mention and no negative neurologic work-up on record: {quotes}"

@@ -113,8 +113,7 @@ class Facts:
         cache = self.__dict__.setdefault("_treatment", {})
         if key in cache:
             return cache[key]
-        documented = [ProgressionMark(e.date, e.description, e.source)
-                      for e in self.documented_progression(responses, findings)]
+        documented = self.documented_progression(responses, findings)   # events serve as marks (date, description)
         hist = assemble_history(self.case.therapies, self.term, self.as_of, rules, documented)
         for p in hist.problems:
             if p not in self.problems:
@@ -151,15 +150,19 @@ class Facts:
         return found
 
     def documented_progression(self, responses, findings) -> list["ProgressionEvent"]:
-        """Progression documented by the clinician: disease assessments and imaging findings."""
-        events = []
+        """Progression documented by the clinician: disease assessments and imaging findings (once per kinds)."""
+        key = (tuple(responses), tuple(findings))
+        cache = self.__dict__.setdefault("_documented", {})
+        if key in cache:
+            return list(cache[key])
+        events = cache[key] = []
         for a in self.assessments:
             if a.response in responses:
                 events.append(ProgressionEvent(a.date, "assessment", f"disease assessment: {a.response.replace('_', ' ')}",
                                                str(a.source)))
             if a.finding in findings:
                 events.append(ProgressionEvent(a.date, "imaging", f"imaging: {a.finding.replace('_', ' ')}", str(a.source)))
-        return events
+        return list(events)
 
     @cached_property
     def assessments(self):
@@ -212,8 +215,11 @@ class Facts:
             entry_uncertain = [m for m in mentions if m.assertion == "uncertain"]
             for m in entry_findings[:1] or entry_uncertain[:1]:
                 (findings if m.finding else uncertain).append(CnsMention(m, where, m.quote, *_located(source)))
+            if not entry_findings:   # what was not read stays open, whatever was read before it
+                uncertain.extend(CnsMention(m, where, m.quote, *_located(source)) for m in mentions
+                                 if m.assertion == "unread")
             for m in mentions:
-                if not m.finding and m.assertion != "uncertain":
+                if not m.finding and m.assertion not in ("uncertain", "unread"):
                     disregarded.append(CnsMention(m, where, m.quote, *_located(source)))
             phrase = self.term.negative_workup(text)
             if phrase:

@@ -32,7 +32,8 @@ import yaml
 
 __all__ = ["ASSERTIONS", "FINDING_ASSERTIONS", "CnsMatch", "CnsReader", "load_context_rules"]
 
-ASSERTIONS = ("present", "historical", "uncertain", "negated", "hypothetical", "family", "excluded")
+ASSERTIONS = ("present", "historical", "uncertain", "negated", "hypothetical", "family", "excluded", "unread")
+#: "unread": a mention past the bound of mentions read in one text; the reviewer must read it (never absent)
 FINDING_ASSERTIONS = frozenset({"present", "historical"})
 _WORKUP_LABEL = "NEURO_WORKUP"
 # a clause ends at a semicolon, a line break, or sentence punctuation followed by a space
@@ -109,6 +110,7 @@ class _Bounds:
     memo_text_chars: int
     memo_entries: int
     vocab_strings: int
+    mentions_read: int
 
 
 def _segments(text: str, mentions: list[tuple[int, int, str]]):
@@ -418,7 +420,8 @@ class CnsReader:
         self._cancels = {k: tuple(v) for k, v in spec.get("cancels", {}).items()}
         b = spec["bounds"]
         self._bounds = _Bounds(int(b["segment_chars"]), int(b["window_chars"]), int(b["quote_chars"]),
-                               int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["vocab_strings"]))
+                               int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["vocab_strings"]),
+                               int(b["mentions_read"]))
         self._pipeline = _Pipeline(spec, self._bounds)
         self._text_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_text)
         self._code_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._code)
@@ -452,12 +455,22 @@ class CnsReader:
         mentions = self._mentions.find(text)
         if not mentions:
             return ()
+        limit = self._bounds.mentions_read
+        unread = mentions[limit:]
+        mentions = mentions[:limit]
         out: list[CnsMatch] = []
         for a, z, starts, ms in _pieces(text, mentions, self._bounds):
             spans = tuple((s - a, e - a, key.upper()) for s, e, key in ms)
             read = self._pipeline.read("cns", text[a:z], tuple(x - a for x in starts), spans, self._resolve_mention)
             for (s, e, key), (group, assertion, cue, why, quote) in zip(ms, read):
                 out.append(CnsMatch(group, self._labels[group], text[s:e], assertion, quote, cue, why))
+        rest = [m for m in unread if m[2] not in self._excluded]
+        if rest:     # bounded work: the rest is not read, and is left to the reviewer, never taken as absent
+            s, e, group = rest[0]
+            quote = text[max(0, s - 60):e + 60].strip()
+            out.append(CnsMatch(group, self._labels[group], text[s:e], "unread", quote[:self._bounds.quote_chars],
+                                "", f"the text names CNS conditions {len(mentions) + len(unread)} times and priorauth "
+                                    f"reads the first {limit}"))
         return tuple(out)
 
     def _resolve_mention(self, doc, span) -> tuple[str, str, str, str, str]:
