@@ -348,6 +348,8 @@ class Regimen(_Fact):
     line: int | None = Field(default=None, ge=1)
     stop_reason: Literal[STOP_REASONS] | None = None  # type: ignore[valid-type]
     trial: bool | None = None
+    # the names resolved by the bundled terminology (set on validation, as a lab's canonical value is)
+    resolved: tuple | None = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -384,6 +386,8 @@ class Regimen(_Fact):
             raise ValueError("`start` is required (or `doses`, one date per administration)")
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
+        resolve = _terminology().resolve       # never what a file says: always the terminology's reading
+        self.resolved = tuple(resolve(n) for n in self.names)
         return self
 
     @property

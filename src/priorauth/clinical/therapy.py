@@ -29,7 +29,7 @@ from itertools import product
 from typing import Iterable, Sequence
 
 from priorauth.case import Procedure, Regimen, Source
-from priorauth.terminology import Drug, Terminology
+from priorauth.terminology import Drug, Terminology, load_terminology
 
 __all__ = ["HistoryRules", "ProgressionMark", "Exposure", "ResolvedRegimen", "Unrecognized", "Transplant",
            "TreatmentHistory", "Line", "LineCount", "assemble_history", "count_lines", "line_variants"]
@@ -286,6 +286,7 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
     hist = TreatmentHistory(submitted=True)
     singles: list[_Item] = []
     written: list[_Written] = []
+    pre = term is load_terminology()     # entries carry their names resolved by the bundled terminology
     for i, entry in enumerate(therapies):
         if isinstance(entry, Procedure):
             if entry.date > as_of:
@@ -298,7 +299,7 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
             entry = _as_of(entry, as_of, f"therapies[{i}]", hist)
             if entry is None:
                 continue
-        _resolve_entry(i, entry, term, hist, singles, written)
+        _resolve_entry(i, entry, term, hist, singles, written, pre)
     if len(hist.transplants) > 1:
         hist.transplants.sort(key=lambda t: (t.date, t.index))
 
@@ -370,17 +371,14 @@ def _as_of(entry: Regimen, as_of: date, where: str, hist: TreatmentHistory) -> R
 
 
 def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHistory, singles: list[_Item],
-                   written: list[_Written]) -> None:
+                   written: list[_Written], pre: bool) -> None:
     names = entry.names
     resolve = term.resolve
-    if len(names) == 1:
-        res = resolve(names[0])
-        if res.kind == "drug":
-            singles.append(_Item(i, entry, res.drugs[0], names[0]))
-            return
-        resolved = [res]
-    else:
-        resolved = [resolve(n) for n in names]
+    # the entry carries its names resolved by the bundled terminology (case.py); another terminology resolves anew
+    resolved = entry.resolved if entry.resolved is not None and pre else [resolve(n) for n in names]
+    if len(names) == 1 and resolved[0].kind == "drug":
+        singles.append(_Item(i, entry, resolved[0].drugs[0], names[0]))
+        return
     drugs: list[Drug] = []
     meanings: tuple[tuple[Drug, ...], ...] = ()
     for k, res in enumerate(resolved):
