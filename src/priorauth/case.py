@@ -348,8 +348,8 @@ class Regimen(_Fact):
     line: int | None = Field(default=None, ge=1)
     stop_reason: Literal[STOP_REASONS] | None = None  # type: ignore[valid-type]
     trial: bool | None = None
-    # the names resolved by the bundled terminology (set on validation, as a lab's canonical value is)
-    resolved: tuple | None = Field(default=None, exclude=True)
+    # the products as written, read once on validation (never from the file: always recomputed)
+    name_key: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -386,16 +386,17 @@ class Regimen(_Fact):
             raise ValueError("`start` is required (or `doses`, one date per administration)")
         if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        resolve = _terminology().resolve       # never what a file says: always the terminology's reading
-        self.resolved = tuple(resolve(n) for n in self.names)
+        if self.drugs is not None:
+            self.name_key = tuple(d for d in map(str.strip, self.drugs) if d)
+        else:
+            self.name_key = ((self.regimen if self.regimen is not None else self.drug).strip(),)
         return self
 
     @property
     def names(self) -> list[str]:
         """The products as written: the drugs, the acronym, or the single drug."""
-        if self.drugs is not None:
-            return [d for d in map(str.strip, self.drugs) if d]
-        return [(self.regimen if self.regimen is not None else self.drug).strip()]
+        return list(self.name_key)
+
 
     @property
     def stopped_undated(self) -> bool:

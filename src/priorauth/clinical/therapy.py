@@ -26,10 +26,11 @@ from functools import lru_cache
 from datetime import date, timedelta
 from bisect import bisect_right
 from itertools import product
+from operator import itemgetter
 from typing import Iterable, Sequence
 
 from priorauth.case import Procedure, Regimen, Source
-from priorauth.terminology import Drug, Terminology, load_terminology
+from priorauth.terminology import Drug, Terminology
 
 __all__ = ["HistoryRules", "ProgressionMark", "Exposure", "ResolvedRegimen", "Unrecognized", "Transplant",
            "TreatmentHistory", "Line", "LineCount", "assemble_history", "count_lines", "line_variants"]
@@ -251,6 +252,7 @@ class _Written:
     meanings: tuple[tuple[Drug, ...], ...] = ()
     anti_myeloma: bool = False
     core: frozenset[str] = frozenset()
+    reading: _Reading | None = None
 
 
 @dataclass(slots=True)
@@ -286,7 +288,6 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
     hist = TreatmentHistory(submitted=True)
     singles: list[_Item] = []
     written: list[_Written] = []
-    pre = term is load_terminology()     # entries carry their names resolved by the bundled terminology
     for i, entry in enumerate(therapies):
         if isinstance(entry, Procedure):
             if entry.date > as_of:
@@ -299,7 +300,7 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
             entry = _as_of(entry, as_of, f"therapies[{i}]", hist)
             if entry is None:
                 continue
-        _resolve_entry(i, entry, term, hist, singles, written, pre)
+        _resolve_entry(i, entry, term, hist, singles, written)
     if len(hist.transplants) > 1:
         hist.transplants.sort(key=lambda t: (t.date, t.index))
 
@@ -370,34 +371,59 @@ def _as_of(entry: Regimen, as_of: date, where: str, hist: TreatmentHistory) -> R
     return entry
 
 
-def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHistory, singles: list[_Item],
-                   written: list[_Written], pre: bool) -> None:
-    names = entry.names
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How the names of one entry read in a terminology (the same names read the same in every entry)."""
+
+    single: Drug | None                    # one name, one drug
+    drugs: tuple[Drug, ...] = ()
+    meanings: tuple[tuple[Drug, ...], ...] = ()
+    core: frozenset[str] = frozenset()
+    anti: bool = False
+    unread: tuple[tuple[int, object], ...] = ()     # (position, resolution) of each name not read as a product
+    names: frozenset[str] = frozenset()
+    classes: frozenset[str] = frozenset()
+
+
+@lru_cache(maxsize=4096)
+def _read(term: Terminology, names: tuple[str, ...]) -> _Reading:
     resolve = term.resolve
-    # the entry carries its names resolved by the bundled terminology (case.py); another terminology resolves anew
-    resolved = entry.resolved if entry.resolved is not None and pre else [resolve(n) for n in names]
-    if len(names) == 1 and resolved[0].kind == "drug":
-        singles.append(_Item(i, entry, resolved[0].drugs[0], names[0]))
-        return
+    if len(names) == 1:
+        res = resolve(names[0])
+        if res.kind == "drug":
+            return _Reading(res.drugs[0])
     drugs: list[Drug] = []
     meanings: tuple[tuple[Drug, ...], ...] = ()
-    for k, res in enumerate(resolved):
-        kind = res.kind
-        if kind == "ambiguous" and len(names) > 1:   # the drugs written beside an acronym may decide it
-            res = resolve(names[k], [n for j, n in enumerate(names) if j != k])
-            kind = res.kind
-        if kind != "drug" and kind != "regimen":
-            _unrecognized_name(i, k, names[k], entry, res, hist)
-            if kind == "ambiguous":
+    unread = []
+    for k, name in enumerate(names):
+        res = resolve(name)
+        if res.kind == "ambiguous" and len(names) > 1:   # the drugs written beside an acronym may decide it
+            res = resolve(name, [n for j, n in enumerate(names) if j != k])
+        if res.kind != "drug" and res.kind != "regimen":
+            unread.append((k, res))
+            if res.kind == "ambiguous":
                 meanings = res.meanings
         for d in res.drugs:
             if d not in drugs:
                 drugs.append(d)
-    if drugs or meanings:
+    core = frozenset(d.generic for d in drugs if term.is_anti_myeloma(d))
+    anti = bool(core) or (len(meanings) > 1 and all(any(term.is_anti_myeloma(d) for d in m) for m in meanings))
+    return _Reading(None, tuple(drugs), meanings, core, anti, tuple(unread), frozenset(d.generic for d in drugs),
+                    frozenset().union(*(d.classes for d in drugs)))
+
+
+def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHistory, singles: list[_Item],
+                   written: list[_Written]) -> None:
+    names = entry.name_key
+    reading = _read(term, names)
+    if reading.single is not None:
+        singles.append(_Item(i, entry, reading.single, names[0]))
+        return
+    for k, res in reading.unread:
+        _unrecognized_name(i, k, names[k], entry, res, hist)
+    if reading.drugs or reading.meanings:
         text = entry.regimen if entry.regimen is not None else ", ".join(names)
-        core = frozenset(d.generic for d in drugs if term.is_anti_myeloma(d))
-        anti = bool(core) or (len(meanings) > 1 and all(any(term.is_anti_myeloma(d) for d in m) for m in meanings))
-        written.append(_Written(i, entry, tuple(drugs), text, meanings, anti, core))
+        written.append(_Written(i, entry, reading.drugs, text, reading.meanings, reading.anti, reading.core, reading))
 
 
 def _unrecognized_name(i: int, k: int, name: str, entry: Regimen, res, hist: TreatmentHistory) -> None:
@@ -519,7 +545,7 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
 def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             acronyms: dict[frozenset[str], str]) -> ResolvedRegimen:
     w = o.written
-    if w is not None and not o.members and not steroids:
+    if w is not None and not o.members and not any(_overlaps_entry(x, w.entry) for x in steroids):
         return _as_written(o, w, term)
     members = o.members
     ends: list[date] = []
@@ -582,8 +608,13 @@ def _as_written(o: _Open, w: _Written, term: Terminology) -> ResolvedRegimen:
         index=o.index, start=o.start, end=e.end, drugs=w.drugs, anti_myeloma=w.anti_myeloma, source=e.source,
         entries=(o.index,), written=w.text, how=o.how, intent=e.intent, line=e.line, stop_reason=e.stop_reason,
         trial=bool(e.trial), end_unknown=e.stopped_undated, meanings=w.meanings if len(w.meanings) > 1 else (),
-        core=w.core,
+        core=w.core, _names=w.reading.names, _classes=w.reading.classes,
     )
+
+
+def _overlaps_entry(s: Exposure, e: Regimen) -> bool:
+    """A steroid given during an entry's dates (an undated stop: from its start on)."""
+    return s.start <= (e.end or date.max) and e.start <= (s.end or date.max)
 
 
 def _overlaps(s: Exposure, r: ResolvedRegimen) -> bool:
@@ -649,8 +680,12 @@ class LineCount:
     method: str                       # "line numbers" | "IMWG rules"
     lines: list[Line]
     placements: list[tuple]           # (regimen or transplant, line number, how, why), rendered by ``steps``
-    classes: frozenset[str]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> frozenset[str]:
+        """The drug classes of every line."""
+        return frozenset().union(*(ln.classes for ln in self.lines))
 
     @property
     def steps(self) -> list[str]:
@@ -671,17 +706,18 @@ def _fmt_core(names: Iterable[str]) -> str:
     return ", ".join(sorted(names))
 
 
+_BY_DAY = itemgetter(0, 1, 2)
+
+
 def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[ProgressionMark] = ()) -> LineCount:
     """Lines of therapy from the regimens and transplants, with ``marks``: documented or computed progression."""
     regs = hist.anti_myeloma
-    classes = frozenset().union(*(r.classes for r in regs))
     if regs and all(r.line is not None for r in regs):
         by_number: dict[int, Line] = {}
         for r in regs:
             by_number.setdefault(r.line, Line(r.line, why="line number as recorded")).regimens.append(r)
         ordered = [by_number[k] for k in sorted(by_number)]
-        return LineCount(len(by_number), "line numbers", ordered, [(r, r.line, "as recorded", "") for r in regs],
-                         classes)
+        return LineCount(len(by_number), "line numbers", ordered, [(r, r.line, "as recorded", "") for r in regs])
 
     placed: list[tuple] = []
     notes: list[str] = []
@@ -694,7 +730,7 @@ def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[Pro
     # on the same day a transplant comes first: a regimen started on the transplant day follows it
     if hist.transplants:
         events = [(r.start, 1, r.index, r) for r in regs] + [(t.date, 0, t.index, t) for t in hist.transplants]
-        events.sort(key=lambda e: e[:3])
+        events.sort(key=_BY_DAY)
         order = [e[3] for e in events]
     else:
         order = regs                                   # already in order of start
@@ -737,7 +773,7 @@ def count_lines(hist: TreatmentHistory, rules: HistoryRules, marks: Sequence[Pro
                 placed.append((ev, current.number, "continues", why))
         current.regimens.append(ev)
         prev = ev
-    return LineCount(len(lines), "IMWG rules", lines, placed, classes, notes)
+    return LineCount(len(lines), "IMWG rules", lines, placed, notes)
 
 
 def _transplant_joins(t: Transplant, line: Line | None, prev: ResolvedRegimen | None, prev_tx: Transplant | None,

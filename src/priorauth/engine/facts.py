@@ -102,6 +102,11 @@ class Facts:
                 self.problems.append(f"{lab.source.path}: {lab.test} dated {lab.date}, after the evaluation date; not used")
         return out
 
+    @cached_property
+    def lab_days(self) -> list[date]:
+        """Every date with a usable lab result, in order."""
+        return sorted({lab.date for series in self.labs.values() for lab in series})
+
     def treatment(self, rules: HistoryRules, progression: ProgressionRules, responses=(), findings=()) -> Treatment:
         """The treatment history assembled with ``rules``, the progression between its regimens (documented, and
         computed from each regimen's labs with ``progression``), and the lines it makes. Computed once per rules."""
@@ -121,7 +126,7 @@ class Facts:
         marks = documented + list(hist.stop_progressions)
         regs = hist.anti_myeloma
         if len(regs) > 1:
-            lab_days = sorted({lab.date for series in self.labs.values() for lab in series})
+            lab_days = self.lab_days
             for r, nxt in zip(regs, regs[1:]):
                 # progression computed for a regimen matters here only when dated before the next one began
                 k = bisect_right(lab_days, r.start)
