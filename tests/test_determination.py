@@ -193,6 +193,29 @@ def test_tocilizumab_per_kg(policy):
     assert t["max_mg_per_dose"] == 800 and t["modified"] is False and "no weight" in t["note"]
 
 
+@pytest.mark.parametrize("ceiling, weight, mg, modified, basis", [
+    (None, 82, 656, False, "8 mg/kg x 82 kg = 656 mg"),                         # no ceiling: the weight decides
+    (800, 82, 800, False, "8 mg/kg (656 mg at 82 kg), up to 800 mg per dose as ordered"),
+    (1000, 82, 800, True, "up to 1000 mg per dose as ordered, capped at 800 mg"),  # the order's ceiling over the cap
+    (800, None, 800, False, "8 mg/kg, up to 800 mg per dose as ordered"),      # no weight needed with a ceiling
+])
+def test_a_per_kg_order_with_its_own_ceiling_per_dose(policy, ceiling, weight, mg, modified, basis):
+    toci = {"doses": 4, "dose": {"value": 8, "unit": "mg/kg"}}
+    if ceiling is not None:
+        toci["max_per_dose"] = {"value": ceiling, "unit": "mg"}
+    kw = {"member__weight": {"value": weight, "unit": "kg"}} if weight is not None else {}
+    t = determine(make_case(request__tocilizumab=toci, **kw), policy).authorization["tocilizumab"]
+    assert t["max_mg_per_dose"] == mg and t["modified"] is modified
+    assert basis in t["basis"]
+
+
+def test_a_ceiling_per_dose_is_in_mg(policy):
+    from priorauth.intake.errors import IntakeError
+    with pytest.raises(IntakeError, match="max_per_dose"):
+        make_case(request__tocilizumab={"doses": 4, "dose": {"value": 8, "unit": "mg/kg"},
+                                        "max_per_dose": {"value": 10, "unit": "mg/kg"}})
+
+
 @pytest.mark.parametrize("urgency,lob,cfg,due", [
     ("standard", "medicaid", None, datetime(2027, 1, 18)),
     ("expedited", "medicaid", None, datetime(2027, 1, 14)),

@@ -391,6 +391,32 @@ def test_a_coverage_with_only_the_source_of_payment_typology(sopt, lob, outcome)
     assert evaluate(case).outcome == outcome
 
 
+@pytest.mark.parametrize("system", ["urn:oid:2.16.840.1.113883.3.221.5", "https://nahdo.org/sopt", "http://nahdo.org/sopt"])
+@pytest.mark.parametrize("sopt, lob", [("211", "medicaid"), ("512", "commercial"), ("121", "medicare")])
+def test_the_source_of_payment_typology_by_its_oid_and_by_its_url(system, sopt, lob):
+    b = full_bundle()
+    res(b, "Coverage/cov-1")["type"] = cc(system, sopt)
+    assert read(b).member.line_of_business == lob
+
+
+@pytest.mark.parametrize("name, lob", [
+    ("Ambetter Balanced Care 5 (Silver), Health Insurance Marketplace", "marketplace"),
+    ("Georgia Health Insurance Exchange silver plan", "marketplace"),
+    ("Stock Exchange employees", "commercial"),        # "exchange" alone is no marketplace
+    ("Cascade Semiconductor employees", "commercial"),
+])
+def test_a_private_sopt_code_is_the_marketplace_when_the_plan_class_says_so(name, lob):
+    b = full_bundle()
+    cov = res(b, "Coverage/cov-1")
+    cov["type"] = cc("https://nahdo.org/sopt", "514")
+    cov["class"] = [{"type": cc("http://terminology.hl7.org/CodeSystem/coverage-class", "plan"), "value": "45495GA0080001",
+                     "name": name}]
+    case = read(b)
+    assert case.member.line_of_business == lob
+    where = "b.json#Coverage/cov-1.class[0]" if lob == "marketplace" else "b.json#Coverage/cov-1.type"
+    assert str(case.member.source.at("line_of_business")) == where
+
+
 def test_the_payer_eligibility_table_wins_over_the_coverage():
     case = read(full_bundle(), eligibility={"M-0001": "commercial", "M-9": "medicaid"})
     assert case.member.line_of_business == "commercial"

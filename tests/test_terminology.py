@@ -607,3 +607,33 @@ def test_words_in_parentheses_that_say_nothing(t, text, generic, formulation):
     r = t.resolve(text)
     assert r.kind == "drug" and names(r) == [generic]
     assert r.formulation == formulation
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("anitocabtagene autoleucel (BCMA CAR-T), 1 infusion", "anitocabtagene autoleucel"),
+    ("Anitocabtagene autoleucel (KITE-772), BCMA CAR-T, one infusion", "anitocabtagene autoleucel"),
+    ("anitocabtagene autoleucel CAR-T cell therapy", "anitocabtagene autoleucel"),
+    ("anitocabtagene autoleucel (anito-cel) CAR-T", "anitocabtagene autoleucel"),
+    ("cilta-cel (BCMA CAR-T)", "ciltacabtagene autoleucel"),
+    ("talquetamab (GPRC5D)", "talquetamab"),
+    ("zoledronic acid 4 mg IV every 12 weeks", "zoledronic acid"),
+    ("denosumab 120 mg SC q4w", "denosumab"),
+])
+def test_descriptive_and_schedule_words_are_read_when_they_agree(t, text, expected):
+    assert generic(t, text) == expected
+
+
+@pytest.mark.parametrize("text, said", [
+    ("daratumumab (BCMA CAR-T)", "BCMA, CAR-T"),     # an anti-CD38 antibody written as a BCMA CAR-T
+    ("teclistamab CAR-T", "CAR-T"),                  # a BCMA bispecific is no CAR-T
+    ("talquetamab (BCMA)", "BCMA"),
+])
+def test_a_description_that_contradicts_the_drug_leaves_it_unrecognized(t, text, said):
+    r = t.vocabulary.resolve(text)
+    assert r.kind == "unrecognized"
+    assert f"is named beside {said}, which does not describe it" in r.reason
+
+
+def test_descriptions_alone_name_no_product(t):
+    r = t.vocabulary.resolve("BCMA CAR-T")
+    assert r.kind == "unrecognized" and {"anti_bcma", "car_t"} <= r.hints

@@ -157,6 +157,15 @@ class Context(_Fact):
 class Tocilizumab(_Fact):
     doses: int = Field(ge=1)
     dose: MgDose
+    # the order's own ceiling per administration (FHIR maxDosePerAdministration), in mg: with a per-kg dose it is
+    # the most any one dose may be, whatever the weight on the day of infusion
+    max_per_dose: MgDose | None = None
+
+    @model_validator(mode="after")
+    def _ceiling_in_mg(self):
+        if self.max_per_dose is not None and self.max_per_dose.unit != "mg":
+            raise ValueError(f"max_per_dose: {self.max_per_dose.unit!r} is not a ceiling per dose; give it in mg")
+        return self
 
 
 def _icd10cm(code: str) -> str:

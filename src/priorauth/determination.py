@@ -116,7 +116,15 @@ def _tocilizumab_mg(case: Case) -> tuple[float | None, str | None]:
         return dose.value * factor(dose.unit, "mg"), None
     except UnitError:
         pass
+    ceiling = case.request.tocilizumab.max_per_dose
     weight = case.member.weight
+    if ceiling is not None:      # a per-kg order with its own ceiling asks for up to that ceiling per dose
+        mg = ceiling.value * factor(ceiling.unit, "mg")
+        at = ""
+        if weight is not None:
+            kg = weight.value * factor(weight.unit, "kg")
+            at = f" ({_number(dose.value * factor(dose.unit, 'mg/kg') * kg):g} mg at {kg:g} kg)"
+        return mg, f"{dose.value:g} {dose.unit}{at}, up to {_number(mg):g} mg per dose as ordered"
     if weight is None:
         return None, f"dose {dose.value:g} {dose.unit} with no weight on record: authorized up to the cap per dose"
     kg = weight.value * factor(weight.unit, "kg")

@@ -13,6 +13,9 @@ NUCC = "http://nucc.org/provider-taxonomy"
 NPI = "http://hl7.org/fhir/sid/us-npi"
 UCUM = "http://unitsofmeasure.org"
 SOPT = "urn:oid:2.16.840.1.113883.3.221.5"
+#: the Source of Payment Typology under every system URI senders use for it (its OID, and the URL US Core binds)
+SOPT_SYSTEMS = frozenset({SOPT, "https://nahdo.org/sopt", "http://nahdo.org/sopt", "https://www.nahdo.org/sopt",
+                          "http://www.nahdo.org/sopt", "2.16.840.1.113883.3.221.5"})
 PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"

@@ -335,7 +335,8 @@ def bundle_from_case(case: Case, *, bundle_id: str | None = None) -> dict:
         {"system": X12_CERTIFICATION_TYPE, "code": cert, "display": _CERTIFICATION_DISPLAY[cert]}]}}
     requester = {"requester": _ref(provider_url)} if presc is not None else {}
 
-    def medication_request(rid: str, name: str, dose: dict[str, Any] | None, text: str | None) -> str:
+    def medication_request(rid: str, name: str, dose: dict[str, Any] | None, text: str | None,
+                           ceiling: dict[str, Any] | None = None) -> str:
         mr: dict[str, Any] = {"resourceType": "MedicationRequest", "id": rid, "status": "active", "intent": "order",
                               "medicationCodeableConcept": _drug_concept(name), "subject": subject,
                               "authoredOn": received, **requester}
@@ -345,6 +346,8 @@ def bundle_from_case(case: Case, *, bundle_id: str | None = None) -> dict:
                 dosage["text"] = text
             if dose is not None:
                 dosage["doseAndRate"] = [{"doseQuantity": dose}]
+            if ceiling is not None:
+                dosage["maxDosePerAdministration"] = ceiling
             mr["dosageInstruction"] = [dosage]
         return w.add(mr)
 
@@ -365,7 +368,8 @@ def bundle_from_case(case: Case, *, bundle_id: str | None = None) -> dict:
     if req.tocilizumab is not None:
         t = req.tocilizumab
         toci_url = medication_request("request-tocilizumab", "tocilizumab", _q(t.dose),
-                                      f"Up to {t.doses} doses for cytokine release syndrome")
+                                      f"Up to {t.doses} doses for cytokine release syndrome",
+                                      _q(t.max_per_dose) if t.max_per_dose is not None else None)
         toci = item("tocilizumab", toci_url, t.doses)
         # HCPCS J3262 names the item whatever the value sets say
         toci["productOrService"] = {"coding": [{"system": HCPCS, "code": "J3262"}], "text": "tocilizumab"}

@@ -60,7 +60,7 @@ from priorauth.fhir.codes import (CERTIFICATION_KIND, CONDITION_CLINICAL, CPT, C
                                   EXT_REQUESTED_SERVICE, HCPCS, ICD10CM, INTERPRETATION, LOINC,
                                   LOINC_BODY_WEIGHT, LOINC_DISEASE_STATUS, LOINC_MEDICATION_HISTORY,
                                   LOINC_PAST_ILLNESS, NPI, NUCC, PROCESS_PRIORITY, RXNORM, SNOMED,
-                                  SNOMED_CONSULTATION, SNOMED_DISEASE_STATUS, SOPT, UCUM)
+                                  SNOMED_CONSULTATION, SNOMED_DISEASE_STATUS, SOPT_SYSTEMS, UCUM)
 from priorauth.intake.casefile import MAX_FILE_BYTES
 from priorauth.intake.casefile import DUPLICATE_KEYS, json_pairs
 from priorauth.intake.errors import IntakeError, format_loc, problems_from_validation
@@ -269,6 +269,8 @@ _FLAGS = {"H": "high", "HH": "high", "HU": "high", "L": "low", "LL": "low", "LU"
 _MAX_ID, _MAX_SYSTEM = 256, 512      # the widths of the store's identifier columns
 _PRIORITY = {"stat": "expedited", "normal": "standard", "deferred": "standard"}
 _SOPT_LOB = {"1": "medicare", "2": "medicaid", "5": "commercial"}
+#: care team roles of the prescriber: HL7 claimcareteamrole primary, CARIN BB prescribing, X12 DK (ordering)
+_PRESCRIBER_ROLES = frozenset({"primary", "prescribing", "DK", "ordering"})
 _INTENTS = ("induction", "consolidation", "maintenance")
 _CLINICAL_ACTIVE = frozenset({"active", "recurrence", "relapse"})
 _CLINICAL_RESOLVED = frozenset({"inactive", "remission", "resolved"})
@@ -298,6 +300,20 @@ def _list(x: Any) -> list:
     if x is None:
         return []
     return x if isinstance(x, list) else [x]
+
+
+_MARKETPLACE_WORDS = re.compile(r"\bmarketplace\b|\b(?:health|insurance)\s+exchange\b", re.I)
+
+
+def _marketplace_class(coverage: dict) -> int | None:
+    """The position of a Coverage.class (plan or group) whose name or value says Health Insurance Marketplace."""
+    for n, cl in enumerate(_list(coverage.get("class"))):
+        if not isinstance(cl, dict):
+            continue
+        for text in (cl.get("name"), cl.get("value")):
+            if isinstance(text, str) and _MARKETPLACE_WORDS.search(text):
+                return n
+    return None
 
 
 def _codings(cc: Any) -> list:
@@ -905,7 +921,7 @@ class _Reader:
                 self.issue(f"{ibase}.sequence", INVALID, f"{seq} is also the sequence of Claim.item[{sequences[seq]}]")
             else:
                 sequences[seq] = i
-            name, drug, mr_k, name_expr = self._item_product(item, ibase)
+            name, drug, mr_k, name_expr = self._item_product(item, ibase, claim)
             if name is None:
                 self.issue(f"{ibase}.productOrService", REQUIRED,
                            "is required: the product requested (productOrService, or extension requestedService "
@@ -948,8 +964,11 @@ class _Reader:
             w["request.tocilizumab.doses"] = f"{ibase}.quantity.value"
             w["request.tocilizumab.dose"] = (f"{self.base(mr_k)}.dosageInstruction" if mr_k is not None
                                              else f"{ibase}.extension")
+            count = self._timing_count(mr_k) if mr_k is not None else None
             if isinstance(qty, dict) and qty.get("value") is not None:
                 t["doses"] = qty["value"]
+            elif count is not None:       # no item quantity: the order's own count of doses
+                t["doses"], w["request.tocilizumab.doses"] = count
             else:
                 self.issue(f"{ibase}.quantity.value", REQUIRED, "is required: the number of tocilizumab doses")
                 self.suppress.append("request.tocilizumab.doses")
@@ -957,6 +976,14 @@ class _Reader:
             if dose is not None:
                 t["dose"] = dose
                 self.sources["request.tocilizumab.dose"] = self.labels[mr_k]
+                di = _list(self.res[mr_k].get("dosageInstruction"))
+                ceiling = di[0].get("maxDosePerAdministration") if di and isinstance(di[0], dict) else None
+                if ceiling is not None:
+                    expr = f"{self.base(mr_k)}.dosageInstruction[0].maxDosePerAdministration"
+                    w["request.tocilizumab.max_per_dose"] = expr
+                    q = self._quantity(ceiling, expr, "request.tocilizumab.max_per_dose")
+                    if q is not None:
+                        t["max_per_dose"] = q
             else:
                 where = (f"{self.base(mr_k)}.dosageInstruction[0].doseAndRate[0].doseQuantity" if mr_k is not None
                          else f"{ibase}.extension")
@@ -1018,7 +1045,7 @@ class _Reader:
         out["_received_date"] = received_date
         return out
 
-    def _item_product(self, item: dict, ibase: str) -> tuple[str | None, Drug | None, int | None, str]:
+    def _item_product(self, item: dict, ibase: str, claim: dict) -> tuple[str | None, Drug | None, int | None, str]:
         """(name, drug, MedicationRequest entry, FHIRPath of the name) of a Claim item."""
         for j, ext in enumerate(_list(item.get("extension"))):
             if isinstance(ext, dict) and ext.get("url") == EXT_REQUESTED_SERVICE:
@@ -1039,8 +1066,45 @@ class _Reader:
                 if name is not None:
                     return name, drug, None, f"{self.base(k)}.code"
                 break
+        linked = self._informed_order(item, ibase, claim)
+        if linked is not None:
+            return linked
         name, drug = self._item_code(item, ibase)
         return name, drug, None, f"{ibase}.productOrService"
+
+    def _timing_count(self, k: int) -> tuple[int, str] | None:
+        """(the number of doses an order's timing allows, its FHIRPath): dosageInstruction.timing.repeat.count."""
+        for n, di in enumerate(_list(self.res[k].get("dosageInstruction"))):
+            rep = di.get("timing", {}).get("repeat") if isinstance(di, dict) and isinstance(di.get("timing"), dict) else None
+            if isinstance(rep, dict) and isinstance(rep.get("count"), int) and not isinstance(rep.get("count"), bool):
+                return rep["count"], f"{self.base(k)}.dosageInstruction[{n}].timing.repeat.count"
+        return None
+
+    def _informed_order(self, item: dict, ibase: str, claim: dict) -> tuple[str, Drug | None, int, str] | None:
+        """The MedicationRequest an item points to through item.informationSequence and Claim.supportingInfo
+        (the other way PAS links an item to its order): the one naming the item's product, else the only one."""
+        seqs = [q for q in _list(item.get("informationSequence")) if isinstance(q, int)]
+        if not seqs:
+            return None
+        orders = []
+        for n, si in enumerate(_list(claim.get("supportingInfo"))):
+            if isinstance(si, dict) and si.get("sequence") in seqs and isinstance(si.get("valueReference"), dict):
+                ref = si["valueReference"]
+                k = self.lookup.get(ref.get("reference")) if isinstance(ref.get("reference"), str) else None
+                if k is not None and k != -1 and self.res[k]["resourceType"] == "MedicationRequest":
+                    orders.append(k)
+        _, item_drug = self._item_code(item, ibase)
+        found = []
+        for k in orders:
+            name, drug, _, expr = self._medication(self.res[k], self.base(k))
+            if name is not None:
+                found.append((name, drug, k, expr))
+        pick = next((f for f in found if item_drug is not None and f[1] == item_drug), None)
+        if pick is None and len(found) == 1:
+            pick = found[0]
+        if pick is not None:
+            self.claimed.add(pick[2])
+        return pick
 
     def _item_code(self, item: dict, ibase: str) -> tuple[str | None, Drug | None]:
         name, drug, _ = self._concept_name(item.get("productOrService"))
@@ -1174,8 +1238,15 @@ class _Reader:
                 continue
             if c.get("system") == CS_LINE_OF_BUSINESS:
                 return c["code"], f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type"
-            if c.get("system") == SOPT and sopt is None and c["code"][:1] in _SOPT_LOB:
-                sopt = (_SOPT_LOB[c["code"][:1]], f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type")
+            code = c["code"].strip()
+            if c.get("system") in SOPT_SYSTEMS and sopt is None and code[:1] in _SOPT_LOB:
+                lob = _SOPT_LOB[code[:1]]
+                where = (f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type")
+                if lob == "commercial":      # SOPT has no Marketplace code: the plan's class names the Marketplace
+                    n = _marketplace_class(coverage)
+                    if n is not None:
+                        lob, where = "marketplace", (f"{base}.class[{n}]", f"{self.labels[k]}.class[{n}]")
+                sopt = (lob, *where)
         return sopt if sopt is not None else (None, "", None)
 
     # -- the prescriber
@@ -1235,6 +1306,9 @@ class _Reader:
                 self.note(self.labels[k], "the requesting provider is an organization; the prescriber is read from the "
                                           "product's MedicationRequest.requester")
                 k = None
+        team = self._care_team(claim)
+        if k is None and team is not None:
+            k = team[0]
         if k is None:
             order = [self.product_mr] if self.product_mr is not None else []
             for mr_k in order + sorted(self.claimed - set(order)):
@@ -1250,6 +1324,10 @@ class _Reader:
         if k is None:
             return None
         found = self._practitioner(k)
+        if found["taxonomy"] is None:
+            # the taxonomy may sit on the careTeam member that names this prescriber, or on a PractitionerRole of
+            # the same practitioner elsewhere in the Bundle
+            found["taxonomy"] = self._team_qualification(claim, k) or self._role_taxonomy(k)
         out: dict[str, Any] = {}
         elements: dict[str, Any] = {}
         w = self.where
@@ -1268,6 +1346,66 @@ class _Reader:
             out["specialty"] = found["specialty"]
         self.sources["prescriber"] = _ElementSource(file=self.origin, path=path, elements=elements)
         return out
+
+    def _team_members(self, claim: dict) -> list[tuple[int, int, dict]]:
+        """(careTeam position, entry index of its provider, the member) for each member naming a practitioner."""
+        out = []
+        for n, ct in enumerate(_list(claim.get("careTeam"))):
+            if isinstance(ct, dict) and isinstance(ct.get("provider"), dict):
+                k = self._ref(ct["provider"], f"Bundle.entry[0].resource.careTeam[{n}].provider",
+                              ("PractitionerRole", "Practitioner", "Organization"), "a care team member")
+                if k is not None and self.res[k]["resourceType"] != "Organization":
+                    out.append((n, k, ct))
+        return out
+
+    def _care_team(self, claim: dict) -> tuple[int, int] | None:
+        """(entry index, careTeam position) of the prescriber in Claim.careTeam: the member whose role says it
+        prescribes (or is primary), else the one the product's item points to by careTeamSequence."""
+        members = self._team_members(claim)
+        for n, k, ct in members:
+            if any(isinstance(c, dict) and c.get("code") in _PRESCRIBER_ROLES for c in _codings(ct.get("role"))):
+                return k, n
+        item = next((it for it in _list(claim.get("item")) if isinstance(it, dict)), None)
+        seqs = _list(item.get("careTeamSequence")) if item is not None else []
+        for n, k, ct in members:
+            if ct.get("sequence") in seqs:
+                return k, n
+        return None
+
+    def _team_qualification(self, claim: dict, k: int) -> tuple | None:
+        """A NUCC taxonomy in careTeam.qualification of the member that names entry ``k`` (or its practitioner)."""
+        same = {k}
+        if self.res[k]["resourceType"] == "PractitionerRole":
+            pk = self._ref(self.res[k].get("practitioner"), f"{self.base(k)}.practitioner", ("Practitioner",),
+                           "the practitioner", frm=k)
+            if pk is not None:
+                same.add(pk)
+        for n, mk, ct in self._team_members(claim):
+            if mk not in same and self._practitioner_of(mk) not in same:
+                continue
+            for m, c in enumerate(_codings(ct.get("qualification"))):
+                if isinstance(c, dict) and c.get("system") == NUCC and isinstance(c.get("code"), str):
+                    return c["code"], f"Bundle.entry[0].resource.careTeam[{n}].qualification.coding[{m}].code", 0
+        return None
+
+    def _practitioner_of(self, k: int) -> int | None:
+        res = self.res[k]
+        if res["resourceType"] != "PractitionerRole":
+            return k
+        return self._ref(res.get("practitioner"), f"{self.base(k)}.practitioner", ("Practitioner",), "the practitioner",
+                         frm=k)
+
+    def _role_taxonomy(self, k: int) -> tuple | None:
+        """The NUCC taxonomy of a PractitionerRole in the Bundle whose practitioner is the prescriber's."""
+        pk = self._practitioner_of(k)
+        if pk is None:
+            return None
+        for rk in self.by_type.get("PractitionerRole", ()):
+            if rk != k and self._practitioner_of(rk) == pk:
+                found = self._practitioner(rk)
+                if found["taxonomy"] is not None:
+                    return found["taxonomy"]
+        return None
 
     def _consultation(self, received: date | None) -> tuple[dict, str] | None:
         """The consultation: an Encounter typed SNOMED 11429006 with a participant carrying a NUCC taxonomy (or

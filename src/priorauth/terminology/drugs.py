@@ -385,11 +385,36 @@ class DrugVocabulary:
             if hit is not None:
                 t, k, note = hit
                 return self._from(raw, k, t, ", ".join(filter(None, (note, "route/strength words removed"))), route)
+        described = self._described(raw, key)
+        if described is not None:
+            return described
         if lists:
             names = nz.split_list(key)
             if len(names) > 1:
                 return self._list(raw, key, names)
         return None
+
+    def _described(self, raw: str, key: str) -> Resolution | None:
+        """A drug named with words describing its kind or target ("anito-cel CAR-T", "BCMA CAR-T cel"): the drug
+        when every description agrees with it; unrecognized, saying why, when one does not."""
+        rest, found = nz.split_descriptors(key)
+        if not found or not rest:
+            return None
+        rest = nz.strip_words(rest)[0] or rest
+        hit = self._lookup(rest)
+        if hit is None or hit[0].kind != "drug":
+            return None
+        return self._agree(raw, self._from(raw, hit[1], hit[0]), found)
+
+    def _agree(self, raw: str, res: Resolution, found: tuple) -> Resolution:
+        """``res`` (one drug) when the descriptions ``found`` all describe it; unrecognized otherwise."""
+        drug = res.drugs[0]
+        wrong = [v for kind, v in found if (kind == "class" and not drug.has(v))
+                 or (kind == "target" and (drug.target or "").casefold() != v.casefold())]
+        if wrong:
+            return self._unrecognized(raw, nz.fold(raw), f"{drug.generic} is named beside "
+                                      f"{_describe(wrong)}, which does not describe it")
+        return _replace(res, rule=res.rule + f", descriptive words ({_describe(v for _, v in found)}) agree")
 
     def _list(self, raw: str, key: str, names: list[str]) -> Resolution | None:
         parts = [self._plain(name, name, lists=False) for name in names]
@@ -413,10 +438,15 @@ class DrugVocabulary:
         inside: list[Drug] = []
         unknown: list[str] = []
         route = None
+        descriptions: tuple = ()
         for group in groups:
             noise, r = nz.is_noise(group)
             if noise:
                 route = route or r
+                continue
+            rest, found = nz.split_descriptors(group)
+            if found and (not rest or nz.is_noise(rest)[0]):    # "(BCMA CAR-T)": a description, checked below
+                descriptions += found
                 continue
             for name in nz.split_list(group):
                 noise, r = nz.is_noise(name)
@@ -435,6 +465,13 @@ class DrugVocabulary:
             kind = "drug" if len(inside) == 1 else "regimen"
             return Resolution(raw, kind, tuple(inside), rule="drugs in parentheses", normalized=key, route=route)
         outer = self._plain(raw, head, lists=True)
+        if descriptions and not unknown:
+            if outer is None or outer.kind != "drug":
+                why = "the words in parentheses describe one product, and the name before them is not one drug"
+                return self._unrecognized(raw, key, why if outer is not None else "")
+            outer = self._agree(raw, outer, descriptions)
+            if outer.kind != "drug":
+                return outer
         if outer is None or unknown:
             named = ", ".join(repr(u) for u in unknown)
             why = (f"the name before the parentheses ({head!r}) is not recognized" if outer is None else
@@ -510,3 +547,7 @@ def _replace(r: Resolution, **changes) -> Resolution:
     fields = {f: getattr(r, f) for f in Resolution.__slots__}
     fields.update(changes)
     return Resolution(**fields)
+
+
+def _describe(values) -> str:
+    return ", ".join("CAR-T" if v == "car_t" else v for v in values)

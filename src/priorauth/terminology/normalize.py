@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["fold", "compact", "strip_fda_suffix", "split_parentheses", "strip_words", "split_list", "is_noise",
+__all__ = ["fold", "compact", "strip_fda_suffix", "split_parentheses", "strip_words", "split_list", "is_noise", "split_descriptors",
            "name_hints", "shorten", "ROUTES"]
 
 _MARKS = dict.fromkeys(map(ord, "®™©℠"), None)
@@ -67,7 +67,22 @@ _UNITS = frozenset((
 PAREN_NOISE = frozenset(("r", "tm", "c", "trial", "study", "investigational", "modified", "held", "hold",
                          "induction", "consolidation", "maintenance", "salvage", "bridging", "continuous",
                          "reduced", "dose-reduced", "attenuated", "lite", "standard", "weekly", "monthly",
-                         "biweekly", "ongoing", "stopped", "completed", "discontinued", "restarted", "resumed"))
+                         "biweekly", "ongoing", "stopped", "completed", "discontinued", "restarted", "resumed",
+                         # what it was given for: "(ASCT conditioning)", "(HSV/VZV prophylaxis)", "(premed)"
+                         "conditioning", "prophylaxis", "prophylactic", "prevention", "asct", "sct", "transplant",
+                         "hsv", "vzv", "cmv", "hbv", "pjp", "pcp", "supportive", "premedication", "premed",
+                         "antiviral", "antiemetic", "infection", "bone", "health"))
+#: schedule and count words a prescription line carries ("every 12 weeks", "q28d", "one infusion")
+_SCHEDULE = frozenset(("every", "week", "weeks", "wk", "wks", "month", "months", "mo", "hour", "hours", "hr", "hrs",
+                       "single", "one", "x1", "1x", "directed", "targeted", "anti", "autologous"))
+_Q_EVERY = re.compile(r"q\d+(?:w|wk|wks|d|h|hr|hrs|m|mo|mos)?")
+#: words that describe a product's kind or target ("CAR-T", "BCMA CAR-T cell therapy"): read only when they
+#: agree with the product named (the resolver checks), never as a product of their own
+DESCRIPTORS = {
+    **dict.fromkeys(("car-t", "cart", "car", "t-cell", "t-cells", "car-t-cell", "car-t-cells"), ("class", "car_t")),
+    **{w: ("target", t) for t in ("BCMA", "GPRC5D", "FcRH5", "CD38", "SLAMF7", "CD19")
+       for w in (t.casefold(), f"{t.casefold()}-directed", f"{t.casefold()}-targeted", f"anti-{t.casefold()}")},
+}
 _LIST_WORDS = frozenset(("and", "with", "plus", "&", "+"))
 _LIST_CHARS = str.maketrans({"+": " + ", ",": " , ", ";": " , ", "/": " , ", "&": " & "})
 _SHORT = 80
@@ -147,7 +162,7 @@ def strip_words(key: str) -> tuple[str, str | None, bool]:
         if word in ROUTES:
             route = route or ROUTES[word]
             removed = True
-        elif word in _SALTS or word in _FORMS or _is_strength(word) or not compact(word):
+        elif word in _SALTS or word in _FORMS or _is_strength(word) or _is_schedule(word) or not compact(word):
             removed = True
         else:
             kept.append(word)
@@ -161,9 +176,27 @@ def is_noise(text: str) -> tuple[bool, str | None]:
         w = word.strip(".,;:")
         if w in ROUTES:
             route = route or ROUTES[w]
-        elif not (w in PAREN_NOISE or w in _FORMS or w in _SALTS or _is_strength(w) or _is_cycle(w)):
+        elif not (w in PAREN_NOISE or w in _FORMS or w in _SALTS or _is_strength(w) or _is_cycle(w)
+                  or _is_schedule(w)):
             return False, None
     return True, route
+
+
+def _is_schedule(word: str) -> bool:
+    return word in _SCHEDULE or (word[:1] == "q" and _Q_EVERY.fullmatch(word) is not None)
+
+
+def split_descriptors(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(the key without words that describe a product's kind or target, those descriptions as (kind, value))."""
+    kept: list[str] = []
+    found: list[tuple[str, str]] = []
+    for word in key.split(" "):
+        d = DESCRIPTORS.get(word.strip(".,;:"))
+        if d is None:
+            kept.append(word)
+        elif d not in found:
+            found.append(d)
+    return " ".join(kept), tuple(found)
 
 
 def _is_cycle(word: str) -> bool:
