@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,18 @@ X12_REVIEW_ACTION = "https://codesystem.x12.org/005010/306"
 
 def example(name: str) -> dict:
     return json.loads((EXAMPLES / name).read_text())
+
+
+_ISO_DAY = re.compile(r'"(\d{4}-\d{2}-\d{2})')
+
+
+def dated(bundle: dict, day: date) -> dict:
+    """The bundle as if written on ``day``: every date in it moved by the days from its Claim.created to ``day``
+    (the service evaluates as of its own receipt, so a request is sent on or after the dates it documents)."""
+    created = date.fromisoformat(bundle["entry"][0]["resource"]["created"][:10])
+    shift = day - created
+    text = _ISO_DAY.sub(lambda m: '"' + (date.fromisoformat(m.group(1)) + shift).isoformat(), json.dumps(bundle))
+    return json.loads(text)
 
 
 def with_identifier(bundle: dict, value: str) -> dict:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from priorauth.cli import app as cli
 from priorauth.reporting import CSV_COLUMNS
-from service_helpers import example, make_harness, outcome_text, with_identifier
+from service_helpers import dated, example, make_harness, outcome_text, with_identifier
 
 ELIGIBLE = "eligible-flc-only.json"                      # standard, meets the criteria (can be certified)
 NEEDS_INFO = "needs-info-attested.json"                  # standard, needs information (can be denied)
@@ -49,7 +49,8 @@ def decided(h):
         renew_tokens(h)
 
     def submit(name: str, value: str) -> str:
-        r = h.submit("lakeshore", with_identifier(example(name), value))
+        # each request is sent on the day of receipt (the service evaluates as of its own clock)
+        r = h.submit("lakeshore", with_identifier(dated(example(name), h.clock.at.date()), value))
         assert r.status_code == 201, r.text
         return r.headers["location"].rsplit("/", 1)[1]
 

@@ -126,3 +126,49 @@ def test_a_bundle_from_another_sender_through_the_service(name, spec, service):
         assert by_id[cid]["status"] == status, f"{cid}: {by_id[cid]['status']} ({by_id[cid]['reason']})"
     if "authorization" in expect:
         assert_subset(expect["authorization"], detail["determination"]["authorization"])
+
+
+@pytest.mark.parametrize("years", [1, -1])
+def test_the_senders_timestamp_moves_no_window_and_no_clock(service, years):
+    """Bundle.timestamp and Claim.created a year off: the service evaluates as of its own receipt."""
+    client, clock, issue = service
+    name, spec = FILES[0]
+    original = json.loads((PAS / name).read_text(encoding="utf-8"))
+    clock.at = _claim_created(original)
+    tokens = issue()
+    headers = {**tokens["sender"], "Content-Type": "application/fhir+json"}
+
+    def moved(text: str) -> str:
+        return str(int(text[:4]) + years) + text[4:]
+
+    results = []
+    for k, bundle in enumerate((original, json.loads(json.dumps(original)))):
+        if k:
+            bundle["timestamp"] = moved(bundle["timestamp"])
+            bundle["entry"][0]["resource"]["created"] = moved(bundle["entry"][0]["resource"]["created"])
+        bundle["identifier"] = {**bundle["identifier"], "value": f"{bundle['identifier']['value']}-ts{years}-{k}"}
+        r = client.post("/fhir/Claim/$submit", content=json.dumps(bundle), headers=headers)
+        assert r.status_code == 201, r.text
+        case_id = r.headers["location"].rsplit("/", 1)[1]
+        results.append(client.get(f"/review/cases/{case_id}", headers=tokens["reviewer"]).json()["determination"])
+    same, shifted = results
+
+    def statuses(d):
+        out = {}
+
+        def walk(nodes):
+            for c in nodes:
+                out[c["id"]] = c["status"]
+                walk(c.get("children") or [])
+
+        walk(d["scope"] + d["criteria"])
+        return out
+
+    assert shifted["outcome"] == same["outcome"] == spec["expect"]["outcome"]
+    assert statuses(shifted) == statuses(same)
+    assert shifted["as_of"] == same["as_of"] == clock.at.date().isoformat()
+    assert shifted["due"] == same["due"]
+    assert shifted["authorization"] == same["authorization"]
+    assert shifted["receipt"] == same["receipt"] == clock.at.isoformat()
+    assert shifted["sent"] == moved(same["sent"])
+    assert any("evaluated as of its receipt by the plan" in p for p in shifted["data_problems"])

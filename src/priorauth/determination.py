@@ -47,6 +47,10 @@ class Determination:
     due: datetime | None
     data_problems: list[str] = field(default_factory=list)
     received: date | None = None          # the date the request was received (the evaluation date by default)
+    # set by the service: the instant the plan received the request (it decides the evaluation date), and the
+    # date the sender wrote on it (Bundle.timestamp or Claim.created), reported beside it and never used
+    receipt: datetime | None = None
+    sent: date | None = None
 
     def node(self, node_id: str) -> NodeResult | None:
         for root in self.scope + self.criteria:

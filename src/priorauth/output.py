@@ -52,6 +52,8 @@ def to_json(d: Determination) -> dict[str, Any]:
                    "content_hash": d.policy.content_hash},
         "as_of": d.as_of.isoformat(),
         "received": d.received.isoformat() if d.received else None,
+        **({"receipt": d.receipt.isoformat(), "sent": d.sent.isoformat() if d.sent else None}
+           if d.receipt is not None else {}),
         "outcome": d.outcome,
         "summary": d.summary,
         "reasons": list(d.reasons),

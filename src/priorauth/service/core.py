@@ -60,13 +60,21 @@ class AuthorizationService:
 
     # ---- evaluation ------------------------------------------------------------------------------------------
     def evaluate(self, bundle: Any, received_at: datetime) -> tuple[Any, Determination]:
-        """The case and determination of a request Bundle received at ``received_at``: the engine evaluates as
-        of the request's date; the review clock runs from the moment the plan received it."""
+        """The case and determination of a request Bundle received at ``received_at`` (stored with the
+        submission): the plan's receipt decides the evaluation date, every window and the review clock. The
+        date the sender wrote (Bundle.timestamp, else Claim.created) is reported beside it and moves nothing."""
         case = case_from_bundle(bundle, "Bundle", eligibility=self.config.member_eligibility)
-        det = determine(case, self.policy, self.config, terminology=self.term)
+        instant = as_utc(received_at)
+        day = instant.date()          # the receipt's date in UTC
+        sent = case.request.received
+        det = determine(case, self.policy, self.config, as_of=day, terminology=self.term)
+        problems = list(det.data_problems)
+        if sent is not None and sent != day:
+            problems.append(f"the request is dated {sent} by its sender (Bundle.timestamp or Claim.created); it is "
+                            f"evaluated as of its receipt by the plan, {instant.isoformat()}")
         lob = self.term.line_of_business(case.member.line_of_business)
-        return case, replace(det, due=review_due(as_utc(received_at), case.request.urgency, lob, self.policy,
-                                                 self.config))
+        return case, replace(det, due=review_due(instant, case.request.urgency, lob, self.policy, self.config),
+                             received=day, receipt=instant, sent=sent, data_problems=problems)
 
     # ---- submit ----------------------------------------------------------------------------------------------
     def submit(self, bundle: dict, text: str, principal: Principal) -> Submitted:
