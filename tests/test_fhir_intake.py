@@ -913,3 +913,20 @@ def test_a_draft_order_alone_does_not_submit_a_treatment_history():
     b["entry"].append({"fullUrl": "urn:uuid:ms-x", "resource": dict(
         med_statement("ms-x", cc(text="teclistamab"), "2025-01-01", "2025-02-01"), status="entered-in-error")})
     assert read(b).therapies == []
+
+
+def test_code_systems_by_their_oids_read_as_by_their_urls():
+    """ICD-10-CM, LOINC, NUCC, NPI, UCUM and SNOMED written by OID (as some senders do) read the same."""
+    text = json.dumps(full_bundle())
+    for url, oid in ((C.ICD10CM, "urn:oid:2.16.840.1.113883.6.90"), (C.LOINC, "urn:oid:2.16.840.1.113883.6.1"),
+                     (C.NUCC, "urn:oid:2.16.840.1.113883.6.101"), (C.NPI, "urn:oid:2.16.840.1.113883.4.6"),
+                     (C.UCUM, "urn:oid:2.16.840.1.113883.6.8"), (C.SNOMED, "urn:oid:2.16.840.1.113883.6.96")):
+        assert f'"{url}"' in text, url
+        text = text.replace(f'"{url}"', f'"{oid}"')
+    by_oid, by_url = read(json.loads(text)), read(full_bundle())
+    assert by_oid.request.diagnoses == by_url.request.diagnoses
+    assert by_oid.prescriber.taxonomy == by_url.prescriber.taxonomy and by_oid.prescriber.npi == by_url.prescriber.npi
+    assert [(l.test, l.value) for l in by_oid.labs] == [(l.test, l.value) for l in by_url.labs]
+    d_oid, d_url = evaluate(by_oid), evaluate(by_url)
+    assert d_oid.outcome == d_url.outcome == "meets_criteria"
+    assert statuses(d_oid) == statuses(d_url)

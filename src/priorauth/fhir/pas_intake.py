@@ -316,6 +316,25 @@ def _marketplace_class(coverage: dict) -> int | None:
     return None
 
 
+#: code systems under the other URIs senders write for them (their OIDs, https spellings), and the URI read
+_SYSTEM_ALIASES = {
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.90", "https://hl7.org/fhir/sid/icd-10-cm"), ICD10CM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.1", "https://loinc.org", "http://loinc.org/"), LOINC),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.101", "https://nucc.org/provider-taxonomy"), NUCC),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.4.6", "https://hl7.org/fhir/sid/us-npi"), NPI),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.8", "https://unitsofmeasure.org"), UCUM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.96", "https://snomed.info/sct"), SNOMED),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.88", "https://www.nlm.nih.gov/research/umls/rxnorm"), RXNORM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.12", "https://www.ama-assn.org/go/cpt"), CPT),
+}
+
+
+def _sys(c: dict) -> Any:
+    """A coding's (or identifier's, or quantity's) system, under the URI priorauth reads it by."""
+    system = c.get("system")
+    return _SYSTEM_ALIASES.get(system, system) if system.__class__ is str else system
+
+
 def _codings(cc: Any) -> list:
     return _list(cc.get("coding")) if isinstance(cc, dict) else []
 
@@ -670,7 +689,7 @@ class _Reader:
         out: dict[str, Any] = {}
         if "value" in q:
             out["value"] = q["value"]
-        code, system = q.get("code"), q.get("system")
+        code, system = q.get("code"), _sys(q)
         if code is not None and (system is None or system == UCUM):
             out["unit"], unit_expr = code, f"{expr}.code"
         elif q.get("unit") is not None:
@@ -702,7 +721,7 @@ class _Reader:
         first = None
         codings = cc.get("coding")
         candidates = [name for c in (codings if codings.__class__ is list else _list(codings)) if c.__class__ is dict
-                      for name in (c.get("display"), c.get("code") if c.get("system") in _DRUG_SYSTEMS else None)]
+                      for name in (c.get("display"), c.get("code") if _sys(c) in _DRUG_SYSTEMS else None)]
         candidates.append(cc.get("text"))
         for name in candidates:
             if name.__class__ is str and name.strip():
@@ -893,7 +912,7 @@ class _Reader:
         priority = claim.get("priority")
         if priority is not None:
             for j, c in enumerate(_codings(priority)):
-                if isinstance(c, dict) and c.get("system") in (None, PROCESS_PRIORITY) and c.get("code") is not None:
+                if isinstance(c, dict) and _sys(c) in (None, PROCESS_PRIORITY) and c.get("code") is not None:
                     urgency = _PRIORITY.get(c["code"])
                     if urgency is None:
                         self.issue(f"{cbase}.priority.coding[{j}].code", VALUE,
@@ -1033,7 +1052,7 @@ class _Reader:
                 self.issue(f"{dbase}.diagnosis[x]", REQUIRED, "is required (diagnosisCodeableConcept with an ICD-10-CM code)")
                 continue
             for m, c in enumerate(_codings(cc)):
-                if isinstance(c, dict) and c.get("system") == ICD10CM:
+                if isinstance(c, dict) and _sys(c) == ICD10CM:
                     n = len(diagnoses)
                     diagnoses.append(c.get("code"))
                     w[f"request.diagnoses[{n}]"] = f"{cc_expr}.coding[{m}].code"
@@ -1236,10 +1255,10 @@ class _Reader:
         for m, c in enumerate(_codings(coverage.get("type"))):
             if not isinstance(c, dict) or not isinstance(c.get("code"), str):
                 continue
-            if c.get("system") == CS_LINE_OF_BUSINESS:
+            if _sys(c) == CS_LINE_OF_BUSINESS:
                 return c["code"], f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type"
             code = c["code"].strip()
-            if c.get("system") in SOPT_SYSTEMS and sopt is None and code[:1] in _SOPT_LOB:
+            if _sys(c) in SOPT_SYSTEMS and sopt is None and code[:1] in _SOPT_LOB:
                 lob = _SOPT_LOB[code[:1]]
                 where = (f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type")
                 if lob == "commercial":      # SOPT has no Marketplace code: the plan's class names the Marketplace
@@ -1260,7 +1279,7 @@ class _Reader:
             for field in ("code", "specialty"):
                 for n, cc in enumerate(_list(res.get(field))):
                     for m, c in enumerate(_codings(cc)):
-                        if isinstance(c, dict) and c.get("system") == NUCC and isinstance(c.get("code"), str):
+                        if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
                             found["taxonomies"].append((c["code"], f"{base}.{field}[{n}].coding[{m}].code", k))
             for cc in _list(res.get("specialty")):
                 if isinstance(cc, dict) and found["specialty"] is None:
@@ -1276,17 +1295,17 @@ class _Reader:
             prac = self.res[prac_k]
             pbase = self.base(prac_k)
             for n, idf in enumerate(_list(prac.get("identifier"))):
-                if isinstance(idf, dict) and idf.get("system") == NPI and idf.get("value") is not None:
+                if isinstance(idf, dict) and _sys(idf) == NPI and idf.get("value") is not None:
                     found["npi"] = (idf["value"], f"{pbase}.identifier[{n}].value", f"{self.labels[prac_k]}.identifier[{n}]")
                     break
             for n, q in enumerate(_list(prac.get("qualification"))):
                 if isinstance(q, dict):
                     for m, c in enumerate(_codings(q.get("code"))):
-                        if isinstance(c, dict) and c.get("system") == NUCC and isinstance(c.get("code"), str):
+                        if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
                             found["taxonomies"].append((c["code"], f"{pbase}.qualification[{n}].code.coding[{m}].code", prac_k))
         if res["resourceType"] == "PractitionerRole" and found["npi"] is None:
             for n, idf in enumerate(_list(res.get("identifier"))):
-                if isinstance(idf, dict) and idf.get("system") == NPI and idf.get("value") is not None:
+                if isinstance(idf, dict) and _sys(idf) == NPI and idf.get("value") is not None:
                     found["npi"] = (idf["value"], f"{base}.identifier[{n}].value", f"{self.labels[k]}.identifier[{n}]")
                     break
         tax = found["taxonomies"]
@@ -1384,7 +1403,7 @@ class _Reader:
             if mk not in same and self._practitioner_of(mk) not in same:
                 continue
             for m, c in enumerate(_codings(ct.get("qualification"))):
-                if isinstance(c, dict) and c.get("system") == NUCC and isinstance(c.get("code"), str):
+                if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
                     return c["code"], f"Bundle.entry[0].resource.careTeam[{n}].qualification.coding[{m}].code", 0
         return None
 
@@ -1415,7 +1434,7 @@ class _Reader:
         for k in self.by_type.get("Encounter", ()):
             try:
                 enc = self.res[k]
-                if not any(isinstance(c, dict) and c.get("system") == SNOMED and c.get("code") == SNOMED_CONSULTATION
+                if not any(isinstance(c, dict) and _sys(c) == SNOMED and c.get("code") == SNOMED_CONSULTATION
                            for cc in _list(enc.get("type")) for c in _codings(cc)):
                     self.note(self.labels[k], "not a consultation (SNOMED 11429006); left out")
                     continue
@@ -1541,7 +1560,7 @@ class _Reader:
         for c in (codings if codings.__class__ is list else ()):
             if c.__class__ is not dict:
                 continue
-            system = c.get("system")
+            system = _sys(c)
             if system == LOINC:
                 value = c.get("code")
                 if value == LOINC_BODY_WEIGHT:
@@ -1616,7 +1635,7 @@ class _Reader:
             if interpretation is not None:
                 for cc in _list(interpretation):
                     flag = next((_FLAGS[c["code"]] for c in _codings(cc) if isinstance(c, dict)
-                                 and c.get("system") in (None, INTERPRETATION) and c.get("code") in _FLAGS), None)
+                                 and _sys(c) in (None, INTERPRETATION) and c.get("code") in _FLAGS), None)
                     if flag:
                         lab["flag"] = flag
                         break
@@ -1637,7 +1656,7 @@ class _Reader:
         for c in _codings(cc):
             if c.__class__ is not dict:
                 continue
-            system, code = c.get("system"), c.get("code")
+            system, code = _sys(c), c.get("code")
             if kind == "status" and system == CS_IMWG_RESPONSE:
                 value = code
                 break
@@ -1800,7 +1819,7 @@ class _Reader:
         if category is not None:
             for n, cat in enumerate(_list(category)):
                 for m, c in enumerate(_codings(cat)):
-                    if c.__class__ is dict and c.get("system") == CS_THERAPY_INTENT:
+                    if c.__class__ is dict and _sys(c) == CS_THERAPY_INTENT:
                         intent = c.get("code")
                         if intent not in _INTENTS:
                             where = "category" if category.__class__ is dict else f"category[{n}]"
@@ -1818,7 +1837,7 @@ class _Reader:
                 extra["trial"] = True
         for n, reason in enumerate(_list(res.get("statusReason"))):
             for m, c in enumerate(_codings(reason)):
-                if c.__class__ is dict and c.get("system") == CS_STOP_REASON:
+                if c.__class__ is dict and _sys(c) == CS_STOP_REASON:
                     if c.get("code") in STOP_REASONS:
                         extra["stop_reason"] = c["code"]
                     else:
@@ -1852,7 +1871,7 @@ class _Reader:
         label = self.labels[k]
         kind = None
         for c in _codings(res.get("code")):
-            if isinstance(c, dict) and c.get("system") == CPT and c.get("code") in CPT_TRANSPLANT:
+            if isinstance(c, dict) and _sys(c) == CPT and c.get("code") in CPT_TRANSPLANT:
                 kind = CPT_TRANSPLANT[c["code"]]
                 break
         if kind is None:
@@ -1909,7 +1928,7 @@ class _Reader:
                 text = None
                 cc = cond.get("code")
                 for m, c in enumerate(_codings(cc)):
-                    if isinstance(c, dict) and c.get("system") == ICD10CM and c.get("code") is not None:
+                    if isinstance(c, dict) and _sys(c) == ICD10CM and c.get("code") is not None:
                         code, code_expr = c["code"], (None if m == 0 else f"code.coding[{m}].code")
                         break
                 if isinstance(cc, dict):
@@ -1930,7 +1949,7 @@ class _Reader:
                 if text:
                     entry["text"] = text
                 status = next((c.get("code") for c in _codings(cond.get("clinicalStatus"))
-                               if isinstance(c, dict) and c.get("system") in (None, CONDITION_CLINICAL)), None)
+                               if isinstance(c, dict) and _sys(c) in (None, CONDITION_CLINICAL)), None)
                 if status in _CLINICAL_ACTIVE:
                     entry["status"] = "active"
                 elif status in _CLINICAL_RESOLVED:
@@ -1957,7 +1976,7 @@ class _Reader:
             try:
                 lst = self.res[k]
                 base, label = self.base(k), self.labels[k]
-                codes = {c.get("code") for c in _codings(lst.get("code")) if isinstance(c, dict) and c.get("system") == LOINC}
+                codes = {c.get("code") for c in _codings(lst.get("code")) if isinstance(c, dict) and _sys(c) == LOINC}
                 if LOINC_MEDICATION_HISTORY in codes:
                     section = "therapies"
                 elif LOINC_PAST_ILLNESS in codes:
@@ -2041,7 +2060,7 @@ class _Reader:
                     elif last == "taxonomy":
                         v = self._answer(ans, path, link, "valueCoding")
                         if v is not _LEFT_OUT:
-                            if v.__class__ is not dict or v.get("system") not in (None, NUCC) or not v.get("code"):
+                            if v.__class__ is not dict or _sys(v) not in (None, NUCC) or not v.get("code"):
                                 self.issue(f"{path}.answer[0].valueCoding", VALUE, f"{link} takes a NUCC taxonomy code ({NUCC})")
                             else:
                                 self._first(answers, last, (v["code"], spath, f"{path}.answer[0].valueCoding.code"), spath)
@@ -2085,7 +2104,7 @@ class _Reader:
             if c.__class__ is not dict:
                 self.issue(f"{path}.answer[{a_i}]", VALUE, f"{link} takes valueCoding ({CS_DRUG_CLASS}), not {_value_key(a)}")
                 return _LEFT_OUT
-            if c.get("system") not in (None, CS_DRUG_CLASS):
+            if _sys(c) not in (None, CS_DRUG_CLASS):
                 self.issue(f"{path}.answer[{a_i}].valueCoding.system", VALUE, f"{c.get('system')!r} is not {CS_DRUG_CLASS}")
                 return _LEFT_OUT
             self.where[f"attestations.prior_classes[{len(classes)}]"] = f"{path}.answer[{a_i}].valueCoding.code"
@@ -2349,7 +2368,7 @@ _ITEM_PATH = re.compile(r"(labs|therapies|assessments|history|documents)\[(\d+)\
 def _unit_of(q: dict) -> tuple[Any, dict]:
     """The unit of a FHIR Quantity (UCUM ``code``, else ``unit``) and the lab field map that names it."""
     code = q.get("code")
-    if code is not None and q.get("system") in (None, UCUM):
+    if code is not None and _sys(q) in (None, UCUM):
         unit, fields = code, _LAB_CODE
     else:
         unit, fields = q.get("unit"), _LAB_UNIT
