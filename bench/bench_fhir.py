@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_fhir.py [--seconds 3] [BUNDLE.json ...]
 
-Without arguments it measures the bundles written from the acceptance scenarios (../shared/scenarios) and
-the hand-written ones in examples/fhir. Each run parses the JSON text, maps it to a Case and
-evaluates it with its full trace; "strict" adds validation of every resource with the FHIR models.
+Without arguments it measures the bundles written from the acceptance scenarios (../shared/scenarios), the
+hand-written ones in examples/fhir and the bundles other senders wrote (../shared/pas). Each run parses the
+JSON text, maps it to a Case and evaluates it with its full trace; "strict" adds validation of every resource
+with the FHIR models; "orjson parse" is parsing the same texts with orjson alone, in the same run: the floor
+any reader pays, and the figure parse+evaluate is compared with.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+
+import orjson
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +36,7 @@ def scenario_bundles() -> list[str]:
     out = [json.dumps(bundle_from_case(load_case_file(p)))
            for p in sorted(glob.glob(str(ROOT.parent / "shared" / "scenarios" / "*.yaml")))]
     out += [Path(p).read_text() for p in sorted(glob.glob(str(ROOT / "examples" / "fhir" / "*.json")))]
+    out += [Path(p).read_text() for p in sorted(glob.glob(str(ROOT.parent / "shared" / "pas" / "*.json")))]
     return out
 
 
@@ -57,9 +62,17 @@ def main() -> None:
             determine(parse_bundle_text(text, "bench.json", strict=strict), policy, config)
         return once
 
+    def parse_only():
+        nonlocal i
+        orjson.loads(texts[i % len(texts)])
+        i += 1
+
+    floor, n = rate(parse_only, args.seconds)
+    print(f"{'orjson parse':15s} {floor:9.0f} bundles/s   ({n} runs, {1e6 / floor:.0f} us each)")
     for name, strict in (("parse+evaluate", False), ("strict", True)):
         r, n = rate(run(strict), args.seconds)
-        print(f"{name:15s} {r:9.0f} bundles/s   ({n} runs, {1e6 / r:.0f} us each)")
+        print(f"{name:15s} {r:9.0f} bundles/s   ({n} runs, {1e6 / r:.0f} us each; {100 * r / floor:.1f}% of the "
+              "orjson parse rate)")
 
 
 if __name__ == "__main__":
