@@ -113,6 +113,27 @@ def test_claimresponse_read_and_inquiry_by_claim_identifier(h):
     assert r.status_code == 404 and "Claim.identifier" in outcome_text(r)
 
 
+@pytest.mark.parametrize("where", ["bundle", "claim"])
+def test_an_inquiry_sent_to_submit_is_refused_and_answered_by_inquire(h, where):
+    case_id, _ = submitted(h)
+    inquiry = example(ELIGIBLE)
+    pas = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
+    if where == "bundle":
+        inquiry["meta"] = {"profile": [pas + "profile-pas-inquiry-request-bundle"]}
+        expression = "Bundle.meta.profile[0]"
+    else:
+        inquiry["entry"][0]["resource"]["meta"] = {"profile": [pas + "profile-claim-inquiry"]}
+        expression = "Bundle.entry[0].resource.meta.profile[0]"
+    r = h.submit("lakeshore", inquiry)
+    assert r.status_code == 400
+    issue = r.json()["issue"][0]
+    assert "Inquiry" in issue["diagnostics"] and "$inquire" in issue["diagnostics"]
+    assert issue["expression"] == [expression]
+    assert len(h.store.queue()) == 1                      # nothing new was stored
+    r = h.inquire("lakeshore", inquiry)
+    assert r.status_code == 200 and claim_response(r.json())["id"] == case_id
+
+
 # ---- organization isolation ------------------------------------------------------------------------------------
 def test_a_provider_cannot_reach_another_organizations_case_by_any_route(h):
     case_id, _ = submitted(h)

@@ -27,6 +27,8 @@ ISSUE_TYPE = "http://hl7.org/fhir/issue-type"
 # ---- Da Vinci PAS ---------------------------------------------------------------------------------------------
 PAS = "http://hl7.org/fhir/us/davinci-pas/StructureDefinition"
 PAS_REQUEST_BUNDLE = f"{PAS}/profile-pas-request-bundle"
+PAS_INQUIRY_BUNDLE = f"{PAS}/profile-pas-inquiry-request-bundle"
+PAS_CLAIM_INQUIRY = f"{PAS}/profile-claim-inquiry"
 PAS_RESPONSE_BUNDLE = f"{PAS}/profile-pas-response-bundle"
 PAS_CLAIM = f"{PAS}/profile-claim"
 PAS_CLAIM_RESPONSE = f"{PAS}/profile-claimresponse"
