@@ -406,7 +406,6 @@ class Regimen(_Fact):
         """The products as written: the drugs, the acronym, or the single drug."""
         return list(self.name_key)
 
-
     @property
     def stopped_undated(self) -> bool:
         """Stopped (a stop reason is given) without a date of the last dose: the end is unknown."""

@@ -247,12 +247,24 @@ class _Written:
 
     index: int
     entry: Regimen
-    drugs: tuple[Drug, ...]
     text: str
-    meanings: tuple[tuple[Drug, ...], ...] = ()
-    anti_myeloma: bool = False
-    core: frozenset[str] = frozenset()
-    reading: _Reading | None = None
+    reading: _Reading           # how its names read: its drugs, meanings, anti-myeloma core
+
+    @property
+    def drugs(self) -> tuple[Drug, ...]:
+        return self.reading.drugs
+
+    @property
+    def meanings(self) -> tuple[tuple[Drug, ...], ...]:
+        return self.reading.meanings
+
+    @property
+    def anti_myeloma(self) -> bool:
+        return self.reading.anti_myeloma
+
+    @property
+    def core(self) -> frozenset[str]:
+        return self.reading.core
 
 
 @dataclass(slots=True)
@@ -334,7 +346,7 @@ def assemble_history(therapies: list | None, term: Terminology, as_of: date, rul
         if r.stop_reason == "progression" and r.end is not None:
             hist.stop_progressions.append(ProgressionMark(r.end, f"{r.label()} stopped for progression", str(r.source)))
     if steroids:
-        used = {id(x) for r in regimens if r.anti_myeloma for x in steroids if _overlaps(x, r)}
+        used = {id(x) for r in regimens if r.anti_myeloma for x in steroids if _overlap(x.start, x.end, r.start, r.end)}
         for x in steroids:
             if id(x) not in used:
                 hist.steps.append(f"{_where(x.entries)} {x.drug.generic} {_span(x.start, x.end)}: a steroid alone is "
@@ -379,7 +391,7 @@ class _Reading:
     drugs: tuple[Drug, ...] = ()
     meanings: tuple[tuple[Drug, ...], ...] = ()
     core: frozenset[str] = frozenset()
-    anti: bool = False
+    anti_myeloma: bool = False
     unread: tuple[tuple[int, object], ...] = ()     # (position, resolution) of each name not read as a product
     names: frozenset[str] = frozenset()
     classes: frozenset[str] = frozenset()
@@ -423,7 +435,7 @@ def _resolve_entry(i: int, entry: Regimen, term: Terminology, hist: TreatmentHis
         _unrecognized_name(i, k, names[k], entry, res, hist)
     if reading.drugs or reading.meanings:
         text = entry.regimen if entry.regimen is not None else ", ".join(names)
-        written.append(_Written(i, entry, reading.drugs, text, reading.meanings, reading.anti, reading.core, reading))
+        written.append(_Written(i, entry, text, reading))
 
 
 def _unrecognized_name(i: int, k: int, name: str, entry: Regimen, res, hist: TreatmentHistory) -> None:
@@ -545,7 +557,8 @@ def _assemble(anti: list[Exposure], written: list[_Written], rules: HistoryRules
 def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
             acronyms: dict[frozenset[str], str]) -> ResolvedRegimen:
     w = o.written
-    if w is not None and not o.members and not any(_overlaps_entry(x, w.entry) for x in steroids):
+    if w is not None and not o.members and not any(_overlap(x.start, x.end, w.entry.start, w.entry.end)
+                                                   for x in steroids):
         return _as_written(o, w, term)
     members = o.members
     ends: list[date] = []
@@ -574,9 +587,8 @@ def _finish(o: _Open, steroids: list[Exposure], term: Terminology,
         else:
             ends.append(x.end)
     end = None if ongoing or unknown or not ends else max(ends)
-    r_end = end if end is not None else date.max
     for x in steroids:
-        if x.start <= r_end and o.start <= (x.end or date.max):
+        if _overlap(x.start, x.end, o.start, end):
             drugs[x.drug] = None
             entries.update(x.entries)
     if w is not None:
@@ -612,15 +624,9 @@ def _as_written(o: _Open, w: _Written, term: Terminology) -> ResolvedRegimen:
     )
 
 
-def _overlaps_entry(s: Exposure, e: Regimen) -> bool:
-    """A steroid given during an entry's dates (an undated stop: from its start on)."""
-    return s.start <= (e.end or date.max) and e.start <= (s.end or date.max)
-
-
-def _overlaps(s: Exposure, r: ResolvedRegimen) -> bool:
-    r_end = r.end if r.end is not None else date.max
-    s_end = s.end if s.end is not None else date.max
-    return s.start <= r_end and r.start <= s_end
+def _overlap(start: date, end: date | None, other_start: date, other_end: date | None) -> bool:
+    """Two periods share a day (an end of None: ongoing, or stopped on a date not given)."""
+    return start <= (other_end or date.max) and other_start <= (end or date.max)
 
 
 @lru_cache(maxsize=8)
@@ -681,11 +687,6 @@ class LineCount:
     lines: list[Line]
     placements: list[tuple]           # (regimen or transplant, line number, how, why), rendered by ``steps``
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def classes(self) -> frozenset[str]:
-        """The drug classes of every line."""
-        return frozenset().union(*(ln.classes for ln in self.lines))
 
     @property
     def steps(self) -> list[str]:

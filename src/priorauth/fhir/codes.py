@@ -13,9 +13,20 @@ NUCC = "http://nucc.org/provider-taxonomy"
 NPI = "http://hl7.org/fhir/sid/us-npi"
 UCUM = "http://unitsofmeasure.org"
 SOPT = "urn:oid:2.16.840.1.113883.3.221.5"
-#: the Source of Payment Typology under every system URI senders use for it (its OID, and the URL US Core binds)
-SOPT_SYSTEMS = frozenset({SOPT, "https://nahdo.org/sopt", "http://nahdo.org/sopt", "https://www.nahdo.org/sopt",
-                          "http://www.nahdo.org/sopt", "2.16.840.1.113883.3.221.5"})
+#: code systems under the other URIs senders write for them (OIDs, https spellings, the URL US Core binds for
+#: the Source of Payment Typology) -> the URI priorauth reads them by
+SYSTEM_ALIASES = {
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.90", "https://hl7.org/fhir/sid/icd-10-cm"), ICD10CM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.1", "https://loinc.org", "http://loinc.org/"), LOINC),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.101", "https://nucc.org/provider-taxonomy"), NUCC),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.4.6", "https://hl7.org/fhir/sid/us-npi"), NPI),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.8", "https://unitsofmeasure.org"), UCUM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.96", "https://snomed.info/sct"), SNOMED),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.88", "https://www.nlm.nih.gov/research/umls/rxnorm"), RXNORM),
+    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.12", "https://www.ama-assn.org/go/cpt"), CPT),
+    **dict.fromkeys(("https://nahdo.org/sopt", "http://nahdo.org/sopt", "https://www.nahdo.org/sopt",
+                     "http://www.nahdo.org/sopt", "2.16.840.1.113883.3.221.5"), SOPT),
+}
 PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"

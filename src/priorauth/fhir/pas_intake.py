@@ -59,15 +59,16 @@ from priorauth.fhir.codes import (CERTIFICATION_KIND, CONDITION_CLINICAL, CPT, C
                                   EXT_LINE_OF_THERAPY,
                                   EXT_REQUESTED_SERVICE, HCPCS, ICD10CM, INTERPRETATION, LOINC,
                                   LOINC_BODY_WEIGHT, LOINC_DISEASE_STATUS, LOINC_MEDICATION_HISTORY,
-                                  LOINC_PAST_ILLNESS, NPI, NUCC, PROCESS_PRIORITY, RXNORM, SNOMED,
-                                  SNOMED_CONSULTATION, SNOMED_DISEASE_STATUS, SOPT_SYSTEMS, UCUM)
+                                  LOINC_PAST_ILLNESS, NPI, NUCC, PAS_CLAIM_INQUIRY, PAS_INQUIRY_BUNDLE,
+                                  PROCESS_PRIORITY, RXNORM, SNOMED,
+                                  SNOMED_CONSULTATION, SNOMED_DISEASE_STATUS, SOPT, SYSTEM_ALIASES, UCUM)
 from priorauth.intake.casefile import MAX_FILE_BYTES
 from priorauth.intake.casefile import DUPLICATE_KEYS, json_pairs
 from priorauth.intake.errors import IntakeError, format_loc, problems_from_validation
 from priorauth.terminology import Drug, Terminology, load_terminology, normalize_code
 
-__all__ = ["BundleError", "Issue", "is_bundle", "case_from_bundle", "load_bundle_file", "parse_bundle_text",
-           "ISSUE_CODES"]
+__all__ = ["BundleError", "Issue", "is_bundle", "inquiry_profile", "case_from_bundle", "load_bundle_file",
+           "parse_bundle_text", "ISSUE_CODES"]
 
 #: FHIR issue-type codes (http://hl7.org/fhir/issue-type) a BundleError uses
 STRUCTURE, REQUIRED, VALUE, INVALID, NOT_FOUND, NOT_SUPPORTED = (
@@ -142,6 +143,20 @@ class _ElementSource(Source):
 def is_bundle(data: Any) -> bool:
     """True for parsed JSON that is a FHIR Bundle (an object whose resourceType is Bundle)."""
     return isinstance(data, dict) and data.get("resourceType") == "Bundle"
+
+
+def inquiry_profile(bundle: Any) -> str | None:
+    """The FHIRPath of the profile that makes ``bundle`` a PAS Inquiry Request (the Bundle's, or its first
+    entry's Claim inquiry profile); None for any other bundle."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    first = entries[0] if isinstance(entries, list) and entries and isinstance(entries[0], dict) else {}
+    for where, res, profile in (("Bundle", bundle, PAS_INQUIRY_BUNDLE),
+                                ("Bundle.entry[0].resource", first.get("resource"), PAS_CLAIM_INQUIRY)):
+        meta = res.get("meta") if isinstance(res, dict) else None
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
+        if isinstance(profiles, list) and profile in profiles:
+            return f"{where}.meta.profile[{profiles.index(profile)}]"
+    return None
 
 
 def load_bundle_file(path: str | Path, **kw: Any) -> Case:
@@ -316,23 +331,28 @@ def _marketplace_class(coverage: dict) -> int | None:
     return None
 
 
-#: code systems under the other URIs senders write for them (their OIDs, https spellings), and the URI read
-_SYSTEM_ALIASES = {
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.90", "https://hl7.org/fhir/sid/icd-10-cm"), ICD10CM),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.1", "https://loinc.org", "http://loinc.org/"), LOINC),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.101", "https://nucc.org/provider-taxonomy"), NUCC),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.4.6", "https://hl7.org/fhir/sid/us-npi"), NPI),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.8", "https://unitsofmeasure.org"), UCUM),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.96", "https://snomed.info/sct"), SNOMED),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.88", "https://www.nlm.nih.gov/research/umls/rxnorm"), RXNORM),
-    **dict.fromkeys(("urn:oid:2.16.840.1.113883.6.12", "https://www.ama-assn.org/go/cpt"), CPT),
-}
-
-
 def _sys(c: dict) -> Any:
     """A coding's (or identifier's, or quantity's) system, under the URI priorauth reads it by."""
     system = c.get("system")
-    return _SYSTEM_ALIASES.get(system, system) if system.__class__ is str else system
+    return SYSTEM_ALIASES.get(system, system) if system.__class__ is str else system
+
+
+def _nucc(cc: Any, expr: str):
+    """(taxonomy code, FHIRPath) of each NUCC coding of a CodeableConcept at ``expr``."""
+    for m, c in enumerate(_codings(cc)):
+        if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
+            yield c["code"], f"{expr}.coding[{m}].code"
+
+
+def _care_team_prescriber(claim: dict, team: list[tuple[int, int, dict]]) -> int | None:
+    """The entry of the prescriber in Claim.careTeam: the member whose role says it prescribes (or is primary),
+    else the one the first item points to by careTeamSequence."""
+    for _, k, ct in team:
+        if any(isinstance(c, dict) and c.get("code") in _PRESCRIBER_ROLES for c in _codings(ct.get("role"))):
+            return k
+    item = next((it for it in _list(claim.get("item")) if isinstance(it, dict)), None)
+    seqs = _list(item.get("careTeamSequence")) if item is not None else []
+    return next((k for _, k, ct in team if ct.get("sequence") in seqs), None)
 
 
 def _codings(cc: Any) -> list:
@@ -1085,34 +1105,35 @@ class _Reader:
                 if name is not None:
                     return name, drug, None, f"{self.base(k)}.code"
                 break
-        linked = self._informed_order(item, ibase, claim)
+        name, drug = self._item_code(item, ibase)
+        linked = self._informed_order(item, drug, claim)
         if linked is not None:
             return linked
-        name, drug = self._item_code(item, ibase)
         return name, drug, None, f"{ibase}.productOrService"
 
     def _timing_count(self, k: int) -> tuple[int, str] | None:
         """(the number of doses an order's timing allows, its FHIRPath): dosageInstruction.timing.repeat.count."""
         for n, di in enumerate(_list(self.res[k].get("dosageInstruction"))):
-            rep = di.get("timing", {}).get("repeat") if isinstance(di, dict) and isinstance(di.get("timing"), dict) else None
-            if isinstance(rep, dict) and isinstance(rep.get("count"), int) and not isinstance(rep.get("count"), bool):
-                return rep["count"], f"{self.base(k)}.dosageInstruction[{n}].timing.repeat.count"
+            timing = di.get("timing") if isinstance(di, dict) else None
+            repeat = timing.get("repeat") if isinstance(timing, dict) else None
+            count = repeat.get("count") if isinstance(repeat, dict) else None
+            if count.__class__ is int:
+                return count, f"{self.base(k)}.dosageInstruction[{n}].timing.repeat.count"
         return None
 
-    def _informed_order(self, item: dict, ibase: str, claim: dict) -> tuple[str, Drug | None, int, str] | None:
+    def _informed_order(self, item: dict, item_drug: Drug | None, claim: dict) -> tuple[str, Drug | None, int, str] | None:
         """The MedicationRequest an item points to through item.informationSequence and Claim.supportingInfo
         (the other way PAS links an item to its order): the one naming the item's product, else the only one."""
         seqs = [q for q in _list(item.get("informationSequence")) if isinstance(q, int)]
         if not seqs:
             return None
         orders = []
-        for n, si in enumerate(_list(claim.get("supportingInfo"))):
+        for si in _list(claim.get("supportingInfo")):
             if isinstance(si, dict) and si.get("sequence") in seqs and isinstance(si.get("valueReference"), dict):
-                ref = si["valueReference"]
-                k = self.lookup.get(ref.get("reference")) if isinstance(ref.get("reference"), str) else None
-                if k is not None and k != -1 and self.res[k]["resourceType"] == "MedicationRequest":
+                ref = si["valueReference"].get("reference")
+                k = self._find(ref, None, 0) if isinstance(ref, str) else None   # any type: not an error here
+                if k is not None and k >= 0 and self.res[k]["resourceType"] == "MedicationRequest":
                     orders.append(k)
-        _, item_drug = self._item_code(item, ibase)
         found = []
         for k in orders:
             name, drug, _, expr = self._medication(self.res[k], self.base(k))
@@ -1258,7 +1279,7 @@ class _Reader:
             if _sys(c) == CS_LINE_OF_BUSINESS:
                 return c["code"], f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type"
             code = c["code"].strip()
-            if _sys(c) in SOPT_SYSTEMS and sopt is None and code[:1] in _SOPT_LOB:
+            if _sys(c) == SOPT and sopt is None and code[:1] in _SOPT_LOB:
                 lob = _SOPT_LOB[code[:1]]
                 where = (f"{base}.type.coding[{m}].code", f"{self.labels[k]}.type")
                 if lob == "commercial":      # SOPT has no Marketplace code: the plan's class names the Marketplace
@@ -1278,9 +1299,7 @@ class _Reader:
         if res["resourceType"] == "PractitionerRole":
             for field in ("code", "specialty"):
                 for n, cc in enumerate(_list(res.get(field))):
-                    for m, c in enumerate(_codings(cc)):
-                        if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
-                            found["taxonomies"].append((c["code"], f"{base}.{field}[{n}].coding[{m}].code", k))
+                    found["taxonomies"] += [(code, expr, k) for code, expr in _nucc(cc, f"{base}.{field}[{n}]")]
             for cc in _list(res.get("specialty")):
                 if isinstance(cc, dict) and found["specialty"] is None:
                     words = cc.get("text") or next((c.get("display") for c in _codings(cc)
@@ -1300,9 +1319,8 @@ class _Reader:
                     break
             for n, q in enumerate(_list(prac.get("qualification"))):
                 if isinstance(q, dict):
-                    for m, c in enumerate(_codings(q.get("code"))):
-                        if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
-                            found["taxonomies"].append((c["code"], f"{pbase}.qualification[{n}].code.coding[{m}].code", prac_k))
+                    found["taxonomies"] += [(code, expr, prac_k)
+                                            for code, expr in _nucc(q.get("code"), f"{pbase}.qualification[{n}].code")]
         if res["resourceType"] == "PractitionerRole" and found["npi"] is None:
             for n, idf in enumerate(_list(res.get("identifier"))):
                 if isinstance(idf, dict) and _sys(idf) == NPI and idf.get("value") is not None:
@@ -1325,9 +1343,9 @@ class _Reader:
                 self.note(self.labels[k], "the requesting provider is an organization; the prescriber is read from the "
                                           "product's MedicationRequest.requester")
                 k = None
-        team = self._care_team(claim)
-        if k is None and team is not None:
-            k = team[0]
+        team = self._team_members(claim)
+        if k is None:
+            k = _care_team_prescriber(claim, team)
         if k is None:
             order = [self.product_mr] if self.product_mr is not None else []
             for mr_k in order + sorted(self.claimed - set(order)):
@@ -1346,7 +1364,7 @@ class _Reader:
         if found["taxonomy"] is None:
             # the taxonomy may sit on the careTeam member that names this prescriber, or on a PractitionerRole of
             # the same practitioner elsewhere in the Bundle
-            found["taxonomy"] = self._team_qualification(claim, k) or self._role_taxonomy(k)
+            found["taxonomy"] = self._team_qualification(team, k) or self._role_taxonomy(k)
         out: dict[str, Any] = {}
         elements: dict[str, Any] = {}
         w = self.where
@@ -1377,37 +1395,17 @@ class _Reader:
                     out.append((n, k, ct))
         return out
 
-    def _care_team(self, claim: dict) -> tuple[int, int] | None:
-        """(entry index, careTeam position) of the prescriber in Claim.careTeam: the member whose role says it
-        prescribes (or is primary), else the one the product's item points to by careTeamSequence."""
-        members = self._team_members(claim)
-        for n, k, ct in members:
-            if any(isinstance(c, dict) and c.get("code") in _PRESCRIBER_ROLES for c in _codings(ct.get("role"))):
-                return k, n
-        item = next((it for it in _list(claim.get("item")) if isinstance(it, dict)), None)
-        seqs = _list(item.get("careTeamSequence")) if item is not None else []
-        for n, k, ct in members:
-            if ct.get("sequence") in seqs:
-                return k, n
-        return None
-
-    def _team_qualification(self, claim: dict, k: int) -> tuple | None:
-        """A NUCC taxonomy in careTeam.qualification of the member that names entry ``k`` (or its practitioner)."""
-        same = {k}
-        if self.res[k]["resourceType"] == "PractitionerRole":
-            pk = self._ref(self.res[k].get("practitioner"), f"{self.base(k)}.practitioner", ("Practitioner",),
-                           "the practitioner", frm=k)
-            if pk is not None:
-                same.add(pk)
-        for n, mk, ct in self._team_members(claim):
-            if mk not in same and self._practitioner_of(mk) not in same:
-                continue
-            for m, c in enumerate(_codings(ct.get("qualification"))):
-                if isinstance(c, dict) and _sys(c) == NUCC and isinstance(c.get("code"), str):
-                    return c["code"], f"Bundle.entry[0].resource.careTeam[{n}].qualification.coding[{m}].code", 0
+    def _team_qualification(self, team: list[tuple[int, int, dict]], k: int) -> tuple | None:
+        """A NUCC taxonomy in careTeam.qualification of the member naming entry ``k`` or the same practitioner."""
+        same = {k, self._practitioner_of(k)} - {None}
+        for n, mk, ct in team:
+            if mk in same or self._practitioner_of(mk) in same:
+                for code, expr in _nucc(ct.get("qualification"), f"Bundle.entry[0].resource.careTeam[{n}].qualification"):
+                    return code, expr, 0
         return None
 
     def _practitioner_of(self, k: int) -> int | None:
+        """The Practitioner entry of a PractitionerRole (``k`` itself for a Practitioner)."""
         res = self.res[k]
         if res["resourceType"] != "PractitionerRole":
             return k

@@ -19,7 +19,7 @@ import orjson
 
 from priorauth.determination import Determination, determine, review_due
 from priorauth.fhir.claim_response import ReviewerDecision, default_auth_number, response_bundle
-from priorauth.fhir.pas_intake import BundleError, case_from_bundle
+from priorauth.fhir.pas_intake import BundleError, case_from_bundle, inquiry_profile
 from priorauth.policies import Policy
 from priorauth.reporting import OPEN_STATUSES
 from priorauth.service.auth import Principal
@@ -78,7 +78,7 @@ class AuthorizationService:
 
     # ---- submit ----------------------------------------------------------------------------------------------
     def submit(self, bundle: dict, text: str, principal: Principal) -> Submitted:
-        where = _inquiry_profile(bundle)
+        where = inquiry_profile(bundle)
         if where is not None:
             raise ApiError(400, "this is a PAS Inquiry Request Bundle (it asks about an earlier request); send it to "
                                 "Claim/$inquire", where, code="not-supported")
@@ -332,23 +332,4 @@ def _decision_field(message: str) -> str | None:
         return "reviewer_specialty"
     if "cite" in message:
         return "reason"
-    return None
-
-
-def _inquiry_profile(bundle: Any) -> str | None:
-    """The FHIRPath of the profile that makes ``bundle`` a PAS inquiry (the Bundle's or its Claim's), or None."""
-    from priorauth.fhir.codes import PAS_CLAIM_INQUIRY, PAS_INQUIRY_BUNDLE
-
-    if not isinstance(bundle, dict):
-        return None
-    meta = bundle.get("meta")
-    profiles = meta.get("profile") if isinstance(meta, dict) else None
-    if isinstance(profiles, list) and PAS_INQUIRY_BUNDLE in profiles:
-        return f"Bundle.meta.profile[{profiles.index(PAS_INQUIRY_BUNDLE)}]"
-    entries = bundle.get("entry")
-    first = entries[0].get("resource") if isinstance(entries, list) and entries and isinstance(entries[0], dict) else None
-    meta = first.get("meta") if isinstance(first, dict) else None
-    profiles = meta.get("profile") if isinstance(meta, dict) else None
-    if isinstance(profiles, list) and PAS_CLAIM_INQUIRY in profiles:
-        return f"Bundle.entry[0].resource.meta.profile[{profiles.index(PAS_CLAIM_INQUIRY)}]"
     return None

@@ -146,6 +146,15 @@ class DrugVocabulary:
         self.regimen_names = tuple(names)
         self.ambiguous_regimen_names = tuple(ambiguous)
         self.drugs: tuple[Drug, ...] = tuple(self._generic.values())
+        # words that describe a product: a class's own words, and every single-word target a drug has
+        self._descriptors: dict[str, tuple[str, str, str]] = {}
+        for cls, spec in self.classes.items():
+            words = _listed(spec.get("words"))
+            for w in words:
+                self._descriptors[nz.fold(w)] = ("class", cls, words[0])
+        for target in sorted({d.target for d in self.drugs if d.target and " " not in d.target}):
+            for w in nz.descriptor_words(target):
+                self._descriptors.setdefault(w, ("target", target, target))
 
     # ---- building --------------------------------------------------------------------------------------------
     def _source(self, entry: dict, what: str) -> str:
@@ -397,7 +406,7 @@ class DrugVocabulary:
     def _described(self, raw: str, key: str) -> Resolution | None:
         """A drug named with words describing its kind or target ("anito-cel CAR-T", "BCMA CAR-T cel"): the drug
         when every description agrees with it; unrecognized, saying why, when one does not."""
-        rest, found = nz.split_descriptors(key)
+        rest, found = nz.split_descriptors(key, self._descriptors)
         if not found or not rest:
             return None
         rest = nz.strip_words(rest)[0] or rest
@@ -409,12 +418,12 @@ class DrugVocabulary:
     def _agree(self, raw: str, res: Resolution, found: tuple) -> Resolution:
         """``res`` (one drug) when the descriptions ``found`` all describe it; unrecognized otherwise."""
         drug = res.drugs[0]
-        wrong = [v for kind, v in found if (kind == "class" and not drug.has(v))
-                 or (kind == "target" and (drug.target or "").casefold() != v.casefold())]
+        wrong = [label for kind, value, label in found
+                 if not (drug.has(value) if kind == "class" else drug.target == value)]
         if wrong:
-            return self._unrecognized(raw, nz.fold(raw), f"{drug.generic} is named beside "
-                                      f"{_describe(wrong)}, which does not describe it")
-        return _replace(res, rule=res.rule + f", descriptive words ({_describe(v for _, v in found)}) agree")
+            return self._unrecognized(raw, nz.fold(raw), f"{drug.generic} is named beside {', '.join(wrong)}, "
+                                      "which does not describe it")
+        return _replace(res, rule=res.rule + f", descriptive words ({', '.join(f[2] for f in found)}) agree")
 
     def _list(self, raw: str, key: str, names: list[str]) -> Resolution | None:
         parts = [self._plain(name, name, lists=False) for name in names]
@@ -444,7 +453,7 @@ class DrugVocabulary:
             if noise:
                 route = route or r
                 continue
-            rest, found = nz.split_descriptors(group)
+            rest, found = nz.split_descriptors(group, self._descriptors)
             if found and (not rest or nz.is_noise(rest)[0]):    # "(BCMA CAR-T)": a description, checked below
                 descriptions += found
                 continue
@@ -465,10 +474,10 @@ class DrugVocabulary:
             kind = "drug" if len(inside) == 1 else "regimen"
             return Resolution(raw, kind, tuple(inside), rule="drugs in parentheses", normalized=key, route=route)
         outer = self._plain(raw, head, lists=True)
-        if descriptions and not unknown:
-            if outer is None or outer.kind != "drug":
-                why = "the words in parentheses describe one product, and the name before them is not one drug"
-                return self._unrecognized(raw, key, why if outer is not None else "")
+        if descriptions and outer is not None and not unknown:
+            if outer.kind != "drug":
+                return self._unrecognized(raw, key, "the words in parentheses describe one product, and the name "
+                                                    "before them is not one drug")
             outer = self._agree(raw, outer, descriptions)
             if outer.kind != "drug":
                 return outer
@@ -548,6 +557,3 @@ def _replace(r: Resolution, **changes) -> Resolution:
     fields.update(changes)
     return Resolution(**fields)
 
-
-def _describe(values) -> str:
-    return ", ".join("CAR-T" if v == "car_t" else v for v in values)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["fold", "compact", "strip_fda_suffix", "split_parentheses", "strip_words", "split_list", "is_noise", "split_descriptors",
+__all__ = ["fold", "compact", "strip_fda_suffix", "split_parentheses", "strip_words", "split_list", "is_noise",
+           "descriptor_words", "split_descriptors",
            "name_hints", "shorten", "ROUTES"]
 
 _MARKS = dict.fromkeys(map(ord, "®™©℠"), None)
@@ -72,17 +73,11 @@ PAREN_NOISE = frozenset(("r", "tm", "c", "trial", "study", "investigational", "m
                          "conditioning", "prophylaxis", "prophylactic", "prevention", "asct", "sct", "transplant",
                          "hsv", "vzv", "cmv", "hbv", "pjp", "pcp", "supportive", "premedication", "premed",
                          "antiviral", "antiemetic", "infection", "bone", "health"))
-#: schedule and count words a prescription line carries ("every 12 weeks", "q28d", "one infusion")
+#: schedule and count words of a prescription line ("every 12 weeks", "q28d", "one infusion") and the filler
+#: around a description ("BCMA-directed", "anti CD38", "autologous CAR-T")
 _SCHEDULE = frozenset(("every", "week", "weeks", "wk", "wks", "month", "months", "mo", "hour", "hours", "hr", "hrs",
                        "single", "one", "x1", "1x", "directed", "targeted", "anti", "autologous"))
 _Q_EVERY = re.compile(r"q\d+(?:w|wk|wks|d|h|hr|hrs|m|mo|mos)?")
-#: words that describe a product's kind or target ("CAR-T", "BCMA CAR-T cell therapy"): read only when they
-#: agree with the product named (the resolver checks), never as a product of their own
-DESCRIPTORS = {
-    **dict.fromkeys(("car-t", "cart", "car", "t-cell", "t-cells", "car-t-cell", "car-t-cells"), ("class", "car_t")),
-    **{w: ("target", t) for t in ("BCMA", "GPRC5D", "FcRH5", "CD38", "SLAMF7", "CD19")
-       for w in (t.casefold(), f"{t.casefold()}-directed", f"{t.casefold()}-targeted", f"anti-{t.casefold()}")},
-}
 _LIST_WORDS = frozenset(("and", "with", "plus", "&", "+"))
 _LIST_CHARS = str.maketrans({"+": " + ", ",": " , ", ";": " , ", "/": " , ", "&": " & "})
 _SHORT = 80
@@ -186,12 +181,18 @@ def _is_schedule(word: str) -> bool:
     return word in _SCHEDULE or (word[:1] == "q" and _Q_EVERY.fullmatch(word) is not None)
 
 
-def split_descriptors(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """(the key without words that describe a product's kind or target, those descriptions as (kind, value))."""
+def descriptor_words(word: str) -> tuple[str, ...]:
+    """The spellings of a describing word: as folded, and for a target its -directed, -targeted and anti- forms."""
+    w = fold(word)
+    return (w, f"{w}-directed", f"{w}-targeted", f"anti-{w}")
+
+
+def split_descriptors(key: str, descriptors: dict[str, tuple]) -> tuple[str, tuple[tuple, ...]]:
+    """(the key without the words ``descriptors`` knows, the descriptions those words give, in order, once each)."""
     kept: list[str] = []
-    found: list[tuple[str, str]] = []
+    found: list[tuple] = []
     for word in key.split(" "):
-        d = DESCRIPTORS.get(word.strip(".,;:"))
+        d = descriptors.get(word.strip(".,;:"))
         if d is None:
             kept.append(word)
         elif d not in found:
