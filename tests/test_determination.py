@@ -9,6 +9,7 @@ import pytest
 
 from priorauth.config import PayerConfig
 from priorauth.determination import determine
+from priorauth.intake.errors import IntakeError
 from priorauth.output import dumps, to_json
 
 from helpers import make_case
@@ -41,6 +42,18 @@ def test_medicare_not_applicable(policy):
     d = determine(make_case(member__line_of_business="medicare"), policy)
     assert d.outcome == "not_applicable"
     assert "medicare" in d.node("scope.line_of_business").reason
+
+
+def test_a_missing_line_of_business_is_refused_only_for_the_policys_product(policy):
+    """Routing in the specification's order: the product first, so another product is not applicable however
+    little the request says of the member's plan; the policy's product without a line of business is refused."""
+    d = determine(make_case(request__drug="idecabtagene vicleucel", drop=("member__line_of_business",)), policy)
+    assert d.outcome == "not_applicable" and "idecabtagene vicleucel" in d.node("scope.product").reason
+    with pytest.raises(IntakeError) as info:
+        determine(make_case(drop=("member__line_of_business",)), policy)
+    assert info.value.problems == ["member.line_of_business: is required (commercial, marketplace, medicaid or the "
+                                   "plan's name for another line of business)"]
+    assert info.value.origin == "test.yaml"
 
 
 def test_no_effective_date_configured(policy):

@@ -192,8 +192,9 @@ def read(bundle: dict, **kw):
 
 
 def refused(bundle, **kw) -> BundleError:
+    """The refusal of a request: by the intake, or by routing (the product in scope, no line of business)."""
     with pytest.raises(BundleError) as info:
-        case_from_bundle(bundle, ORIGIN, **kw)
+        evaluate(case_from_bundle(bundle, ORIGIN, **kw))
     return info.value
 
 
@@ -415,6 +416,28 @@ def test_a_private_sopt_code_is_the_marketplace_when_the_plan_class_says_so(name
     assert case.member.line_of_business == lob
     where = "b.json#Coverage/cov-1.class[0]" if lob == "marketplace" else "b.json#Coverage/cov-1.type"
     assert str(case.member.source.at("line_of_business")) == where
+
+
+@pytest.mark.parametrize("mutate", [lambda b: (drop(b, "Coverage/cov-1"), res(b, "Claim/claim-1").pop("insurance")),
+                                    lambda b: res(b, "Coverage/cov-1").pop("type")],
+                         ids=["no_coverage", "coverage_without_type"])
+def test_routing_looks_at_the_product_before_the_line_of_business(mutate):
+    """Routing in the specification's order: a product out of scope is not applicable whatever the request
+    lacks after it; the same request for the policy's product is refused, naming what the intake looked for."""
+    b = full_bundle()
+    mutate(b)
+    case = read(b)
+    assert case.member.line_of_business is None
+    with pytest.raises(BundleError) as info:
+        evaluate(case)
+    [issue] = info.value.issues
+    assert issue.code == "required" and "line of business" in issue.message
+    # the same request for another product: not applicable, the line of business reported as a data problem
+    res(b, "MedicationRequest/mr-anito")["medicationCodeableConcept"] = cc(text="ciltacabtagene autoleucel")
+    d = evaluate(read(b))
+    assert d.outcome == "not_applicable"
+    assert d.node("scope.product").status == "not_met" and d.node("scope.line_of_business") is None
+    assert any(p.startswith(issue.expression) and "line of business" in p for p in d.data_problems)
 
 
 def test_the_payer_eligibility_table_wins_over_the_coverage():

@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 _Date = date  # models below have fields named `date`
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PrivateAttr, Tag,
                       ValidationInfo, field_validator, model_validator)
 
 from priorauth.clinical.units import UnitError, factor
@@ -224,7 +224,9 @@ class Request(_Fact):
 class Member(_Fact):
     id: str | None = None
     birth_date: _Date | None = None
-    line_of_business: str
+    # None: not given. Routing checks the product first (an out-of-scope product is not applicable whatever
+    # the line of business); a request for the policy's product without one is refused (Case.unrouted).
+    line_of_business: str | None = None
     state: str | None = None
     weight: Weight | None = None
 
@@ -498,3 +500,16 @@ class Case(_Fact):
     expect: dict[str, Any] | None = Field(default=None, exclude=True)
     # set by intake: problems in the data that did not stop it from being read (unknown fields, ...)
     notes: list[str] = Field(default_factory=list, exclude=True)
+    # set by intake when the line of business could not be resolved: the error naming what it looked for
+    _unrouted: Any = PrivateAttr(default=None)
+
+    def unrouted(self) -> Exception:
+        """The refusal of a request whose line of business is not given, raised once routing has found the
+        product in scope: the intake's own (naming the elements it read), else one naming the case field."""
+        if self._unrouted is not None:
+            return self._unrouted
+        from priorauth.intake.errors import IntakeError
+
+        origin = self.source.file if self.source is not None and self.source.file else "case"
+        return IntakeError(origin, ["member.line_of_business: is required (commercial, marketplace, medicaid or "
+                                    "the plan's name for another line of business)"])

@@ -131,13 +131,13 @@ def evaluate(
     console = Console()
     paths = _expand(files)
     for f in paths:
-        try:
+        try:      # routing may refuse a request the intake read (the product in scope, no line of business)
             case = load_request(f, cfg, strict=strict)
+            d = determine(case, pol, cfg, as_of=when)
         except IntakeError as err:
             _report_intake_error(err)
             failed = True
             continue
-        d = determine(case, pol, cfg, as_of=when)
         if pas_response:
             results.append(_pas_response(f, case, d))
         elif json_out:

@@ -86,15 +86,16 @@ def _scope_node(node_id: str, label: str, status: str, reason: str, evidence=())
     return NodeResult(node_id, label, "scope", status, reason, tuple(evidence))
 
 
-def review_due(received: datetime, urgency: str, lob: str, policy: Policy, config: PayerConfig) -> datetime:
-    """When the decision is due: the payer's clock for the line of business and urgency, else the policy's."""
+def review_due(received: datetime, urgency: str, lob: str | None, policy: Policy, config: PayerConfig) -> datetime:
+    """When the decision is due: the payer's clock for the line of business and urgency, else the policy's
+    (its default clock when the line of business is not given)."""
     hours = (config.clocks.get(lob, {}).get(urgency)
              or policy.clock_hours.get(lob, {}).get(urgency)
              or policy.clock_hours["*"][urgency])
     return received + timedelta(hours=hours)
 
 
-def _due(case: Case, policy: Policy, config: PayerConfig, lob: str) -> datetime:
+def _due(case: Case, policy: Policy, config: PayerConfig, lob: str | None) -> datetime:
     return review_due(case.request.received_datetime(), case.request.urgency, lob, policy, config)
 
 
@@ -174,7 +175,11 @@ def _authorization(case: Case, policy: Policy, as_of: date) -> dict[str, Any]:
 
 def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_of: date | None = None,
               terminology: Terminology | None = None) -> Determination:
-    """Evaluate a case against a policy on ``as_of`` (default: the date received). Pure and deterministic."""
+    """Evaluate a case against a policy on ``as_of`` (default: the date received). Pure and deterministic.
+
+    Routing runs in the specification's order: a request for another product is not applicable whatever else
+    it lacks; a request for the policy's product whose member has no line of business raises the intake's
+    error for it (:meth:`Case.unrouted`)."""
     config = config or _DEFAULT_CONFIG
     term = terminology or load_terminology()
     as_of = as_of or case.request.received
@@ -207,7 +212,9 @@ def determine(case: Case, policy: Policy, config: PayerConfig | None = None, as_
         return finish("not_applicable", f"Not applicable: the request is not for {product.generic}", [])
     scope.append(_scope_node("scope.product", f"The request is for {product.generic}", MET,
                              f"Requested product {req.drug!r} is {product.generic}", drug_ev))
-    # 2. line of business
+    # 2. line of business: a request for the product without one cannot be routed (refused, naming what was read)
+    if lob is None:
+        raise case.unrouted()
     lob_ev = [Evidence("line of business", lob, source=str(member.source.at("line_of_business")))]
     lobs = policy.doc.lines_of_business
     if lob not in lobs:

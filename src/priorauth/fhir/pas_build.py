@@ -279,12 +279,14 @@ def bundle_from_case(case: Case, *, bundle_id: str | None = None) -> dict:
         "type": [{"coding": [{"system": _ORGANIZATION_TYPE, "code": "pay", "display": "Payer"}]}],
         "name": "Health plan",
     })
-    coverage_type: dict[str, Any] = {"coding": [{"system": CS_LINE_OF_BUSINESS, "code": lob}]}
-    if lob in _SOPT:
-        code, display = _SOPT[lob]
-        coverage_type["coding"].append({"system": SOPT, "code": code, "display": display})
-    coverage_type["text"] = member.line_of_business
-    coverage: dict[str, Any] = {"resourceType": "Coverage", "id": "coverage", "status": "active", "type": coverage_type}
+    coverage: dict[str, Any] = {"resourceType": "Coverage", "id": "coverage", "status": "active"}
+    if lob is not None:           # a case without one writes a Coverage without a type, as such requests come
+        coverage_type: dict[str, Any] = {"coding": [{"system": CS_LINE_OF_BUSINESS, "code": lob}]}
+        if lob in _SOPT:
+            code, display = _SOPT[lob]
+            coverage_type["coding"].append({"system": SOPT, "code": code, "display": display})
+        coverage_type["text"] = member.line_of_business
+        coverage["type"] = coverage_type
     if member.id:
         coverage["subscriberId"] = member.id
     coverage["beneficiary"] = subject

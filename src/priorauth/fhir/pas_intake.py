@@ -423,6 +423,7 @@ class _Reader:
         self.where: dict[str, str] = {}       # case-file path -> FHIRPath it was read from
         self.items: dict[str, list] = {}      # list section -> [(entry index or FHIRPath, field -> element)]
         self.suppress: list[str] = []         # case paths whose problems were already reported
+        self.unrouted: list[tuple[str, str, str]] = []   # why the line of business is unknown (Case.unrouted)
         self.res: list[dict | None] = []      # entry index -> resource (None when unreadable)
         self.labels: list[str] = []           # entry index -> "Type/id"
         self.by_url: dict[str, int] = {}
@@ -456,7 +457,7 @@ class _Reader:
         return f"Bundle.entry[{k}].resource"
 
     def fail(self) -> BundleError:
-        return BundleError(self.origin, self.issues)
+        return BundleError(self.origin, self.issues + self.unrouted)
 
     # -- top level
     def read(self) -> Case:
@@ -1251,16 +1252,16 @@ class _Reader:
             elements["line_of_business"] = lob_src
             w["member.line_of_business"] = lob_expr
         else:
+            # not an issue yet: routing looks at the product first, and refuses this only for one in scope
             who = f"member {member_id!r} is not in the payer's eligibility table" if member_id else "no member id is given"
             if coverage is None:
                 if claim is not None and not any(e.startswith("Bundle.entry[0].resource.insurance") for e, _, _ in self.issues):
-                    self.issue("Bundle.entry[0].resource.insurance", REQUIRED,
-                               f"no Coverage, and {who}: the member's line of business cannot be resolved")
+                    self.unrouted.append(("Bundle.entry[0].resource.insurance", REQUIRED,
+                                          f"no Coverage, and {who}: the member's line of business cannot be resolved"))
             else:
-                self.issue(f"{self.base(cov_k)}.type", REQUIRED,
-                           f"no line of business: Coverage.type has no coding of {CS_LINE_OF_BUSINESS} or of the "
-                           f"Source of Payment Typology (1x, 2x, 5x), and {who}")
-            self.suppress.append("member.line_of_business")
+                self.unrouted.append((f"{self.base(cov_k)}.type", REQUIRED,
+                                      f"no line of business: Coverage.type has no coding of {CS_LINE_OF_BUSINESS} or "
+                                      f"of the Source of Payment Typology (1x, 2x, 5x), and {who}"))
         if patient is None and "line_of_business" not in out:
             return None
         self.sources["member"] = _ElementSource(file=self.origin, path=plabel, elements=elements)
@@ -2294,6 +2295,9 @@ class _Reader:
             raise self.fail()
         self._attach(case)
         case.notes.extend(self.notes)
+        if self.unrouted:
+            case._unrouted = BundleError(self.origin, self.unrouted)
+            case.notes.extend(f"{expr}: {message}" for expr, _, message in self.unrouted)
         return case
 
     def _attach(self, case: Case) -> None:

@@ -234,7 +234,7 @@ class AuthorizationService:
 
     def case_summary(self, row: CaseRow, now: datetime | None = None) -> dict[str, Any]:
         return {"id": row.id, "request_id": row.request_id, "organization": row.organization,
-                "line_of_business": row.line_of_business, "urgency": row.urgency,
+                "line_of_business": row.line_of_business or None, "urgency": row.urgency,
                 "received_at": _instant(row.received_at), "due_at": _instant(row.due_at),
                 "overdue": self.is_overdue(row, now), "status": row.status, "outcome": row.outcome}
 
@@ -300,7 +300,7 @@ class AuthorizationService:
         if row.status not in DECIDED_STATUSES:
             raise ApiError(409, f"the case is {row.status}; only a decided case is appealed", "status",
                            code="business-rule")
-        lob = self.term.line_of_business(row.line_of_business)
+        lob = self.term.line_of_business(row.line_of_business or None)
         due = review_due(as_utc(self.settings.now()), urgency, lob, self.policy, self.config)
         try:
             return self.store.appeal(case_id, reason, principal.actor, due_at=due)

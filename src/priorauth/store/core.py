@@ -597,7 +597,7 @@ class Store:
         due = as_utc(det.due) if det.due else None
         row = CaseRow(id=case_id or str(uuid.uuid4()), identifier_system=system, identifier_value=value,
                       request_id=str(case.id), organization=organization, member_id=case.member.id,
-                      line_of_business=case.member.line_of_business, urgency=case.request.urgency,
+                      line_of_business=case.member.line_of_business or "", urgency=case.request.urgency,
                       received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
         sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value, text=text,
                             content_hash=digest, received_at=received_at)

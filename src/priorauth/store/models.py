@@ -63,7 +63,7 @@ class CaseRow(Base):
     request_id: Mapped[str] = mapped_column(String(256))          # the Case id read from the request (Claim)
     organization: Mapped[str] = mapped_column(String(256))
     member_id: Mapped[str | None] = mapped_column(String(256))
-    line_of_business: Mapped[str] = mapped_column(String(64))
+    line_of_business: Mapped[str] = mapped_column(String(64))    # '' when the request gave none (not applicable)
     urgency: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -128,8 +128,11 @@ class Terminology:
         """The clause documenting a negative neurologic work-up ("MRI brain negative"), if any."""
         return self._cns.negative_workup(text)
 
-    def line_of_business(self, text: str) -> str:
-        """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded."""
+    def line_of_business(self, text: str | None) -> str | None:
+        """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded;
+        None (not given) stays None."""
+        if text is None:
+            return None
         key = " ".join(_WORD_SPLIT.split(text.lower())).strip()
         return self._lob.get(key, key)
 
