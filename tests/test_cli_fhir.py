@@ -32,6 +32,10 @@ def test_evaluate_a_pas_bundle(payer):
     i_a_7 = next(c for c in out["criteria"] if c["id"] == "I.A.7")
     assert i_a_7["status"] == "not_met" and "teclistamab" in i_a_7["reason"]
     assert all("#MedicationStatement/" in e["source"] for e in i_a_7["evidence"])
+    # without --as-of, the bundle's own date is used, and the CLI says so (the service uses its receipt)
+    assert f"evaluated as of {out['as_of']}, the date the bundle gives" in r.stderr and "--as-of" in r.stderr
+    r = cli("evaluate", "examples/fhir/prior-bcma-bispecific.json", "--config", payer, "--json", "--as-of", out["as_of"])
+    assert r.returncode == 0 and r.stderr == ""
 
 
 def test_convert_then_evaluate_gives_the_case_files_result(tmp_path):
@@ -87,3 +91,31 @@ def test_malformed_bundle_prints_an_operation_outcome_and_exits_2(tmp_path):
     outcome = json.loads(r.stderr[r.stderr.index("{"):])
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["expression"] == ["Bundle.entry[0].resource.use"]
+
+
+def test_an_inquiry_is_answered_from_the_store_and_is_not_evaluated_as_a_request(tmp_path, payer):
+    """`priorauth inquire` answers a PAS Inquiry Request Bundle as Claim/$inquire does (the current response of
+    the request it names, among the organization's); `evaluate` refuses it, saying where it is answered."""
+    from service_helpers import claim_response, example, make_harness
+
+    url = f"sqlite:///{tmp_path / 'pa.sqlite'}"
+    h = make_harness(url)
+    r = h.submit("lakeshore", example("eligible-flc-only.json"))
+    assert r.status_code == 201, r.text
+    case_id = r.headers["location"].rsplit("/", 1)[1]
+    h.store.close()
+    inquiry = example("eligible-flc-only.json")
+    inquiry["meta"] = {"profile": ["http://hl7.org/fhir/us/davinci-pas/StructureDefinition/"
+                                   "profile-pas-inquiry-request-bundle"]}
+    path = tmp_path / "inquiry.json"
+    path.write_text(json.dumps(inquiry))
+    store = ("--database-url", url, "--data-dir", str(tmp_path), "--config", payer)
+    r = cli("inquire", str(path), "--organization", "org-lakeshore", *store)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    assert answer["resourceType"] == "Bundle" and claim_response(answer)["id"] == case_id
+    r = cli("inquire", str(path), "--organization", "org-gulfcoast", *store)     # another organization's request
+    assert r.returncode == 1 and "no request with that identifier" in r.stderr and r.stdout == ""
+    r = cli("evaluate", str(path), "--config", payer)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "Bundle.meta.profile[0]" in r.stderr and "Inquiry" in r.stderr and "priorauth inquire" in r.stderr

@@ -138,6 +138,10 @@ def evaluate(
             _report_intake_error(err)
             failed = True
             continue
+        if when is None and case.source is not None and case.source.path == "Bundle":
+            # the service evaluates as of its own receipt; a file has only the date its sender wrote
+            _err(f"{f}: evaluated as of {d.as_of}, the date the bundle gives "
+                 f"({case.request.source.at('received').path}); --as-of YYYY-MM-DD sets the plan's date of receipt")
         if pas_response:
             results.append(_pas_response(f, case, d))
         elif json_out:
@@ -406,6 +410,61 @@ def audit_verify(
     typer.echo(f"audit chain verified: {checked} entries; {counts['submissions']} submissions, "
                f"{counts['determinations']} determinations and {counts['decisions']} decisions match their "
                "audit entries")
+
+
+@app.command()
+def inquire(
+    file: Path = typer.Argument(..., help="A PAS Inquiry Request Bundle (JSON)."),
+    organization: Optional[str] = typer.Option(
+        None, "--organization", help="The requesting organization whose requests are searched, as registered with "
+                                     "`priorauth client add` (default: every organization's, the plan's own view)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+    config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML), as the service runs."),
+    policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
+) -> None:
+    """Answer a PAS inquiry from the store, as Claim/$inquire does: print the current PAS response Bundle of the
+    request the inquiry names (by Bundle or Claim identifier); exit 1 when the store holds no such request."""
+    import json
+
+    from priorauth.intake import IntakeError
+    from priorauth.intake.casefile import _parse
+    from priorauth.service.auth import Principal
+    from priorauth.service.core import AuthorizationService
+    from priorauth.service.errors import ApiError
+    from priorauth.service.settings import settings_from_env
+
+    origin = str(file)
+    try:
+        bundle = _parse(file.read_bytes().decode("utf-8-sig"), origin, "json")
+    except IntakeError as err:
+        _report_intake_error(err)
+        raise typer.Exit(EXIT_INPUT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        _err(f"{origin}: cannot be read: {getattr(exc, 'strerror', None) or exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        _err(f"{origin}: Bundle.resourceType: a PAS inquiry is a Bundle")
+        raise typer.Exit(EXIT_INPUT)
+    _service_env(database_url, data_dir, config, policy)
+    try:
+        settings = settings_from_env()
+    except Exception as exc:  # noqa: BLE001 - settings problems are reported by name
+        _err(f"cannot read the store's settings: {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    store = _open_store(settings.database_url, None)
+    try:
+        svc = AuthorizationService(settings, store, _load_policy(policy))
+        who = Principal("cli:inquire", "provider" if organization else "admin", organization)
+        response = svc.inquire(bundle, who)
+    except ApiError as err:
+        for issue in err.outcome.get("issue", ()):
+            where = ", ".join(issue.get("expression", ())) or "Bundle"
+            _err(f"{origin}: {where}: {issue.get('diagnostics')}")
+        raise typer.Exit(1 if err.status == 404 else EXIT_INPUT) from None
+    finally:
+        store.close()
+    sys.stdout.write(json.dumps(response, indent=2) + "\n")
 
 
 @app.command()

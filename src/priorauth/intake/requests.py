@@ -27,8 +27,13 @@ def load_request(path: str | Path, config: PayerConfig | None = None, *, strict:
     fmt = "json" if p.suffix.lower() == ".json" else "yaml"
     data = _parse(text, origin, fmt)
     if isinstance(data, dict) and "resourceType" in data:
-        from priorauth.fhir.pas_intake import case_from_bundle
+        from priorauth.fhir.pas_intake import case_from_bundle, inquiry_profile
 
+        where = inquiry_profile(data)
+        if where is not None:      # it asks about a request already sent: the store holds the answer
+            raise IntakeError(origin, [f"{where}: this is a PAS Inquiry Request Bundle (it asks about a request "
+                                       "already sent, not a new one): answer it from the store with `priorauth "
+                                       "inquire FILE`, or send it to the service's Claim/$inquire"])
         eligibility = (config or PayerConfig()).member_eligibility
         return case_from_bundle(data, origin, eligibility=eligibility, strict=strict)
     return case_from_data(data, origin, default_id=p.stem)
