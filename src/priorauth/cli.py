@@ -279,6 +279,19 @@ def _service_env(database_url: Optional[str], data_dir: Optional[Path], config: 
     return env
 
 
+def _settings(database_url: Optional[str], data_dir: Optional[Path], config: Optional[Path], policy: Optional[Path],
+              base_url: Optional[str] = None, *, problem: str):
+    """The service's settings from these options and the ``PRIORAUTH_*`` environment; a bad one exits, named."""
+    from priorauth.service.settings import settings_from_env
+
+    _service_env(database_url, data_dir, config, policy, base_url)
+    try:
+        return settings_from_env()
+    except Exception as exc:  # noqa: BLE001 - settings problems are reported by name
+        _err(f"{problem}: {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+
+
 def _open_store(database_url: Optional[str], data_dir: Optional[Path]):
     from priorauth.service.settings import data_dir as resolve_dir
     from priorauth.store import Store, default_url
@@ -322,14 +335,9 @@ def serve(
     import uvicorn
 
     from priorauth.service.core import AuthorizationService
-    from priorauth.service.settings import examples_dir, settings_from_env
+    from priorauth.service.settings import examples_dir
 
-    _service_env(database_url, data_dir, config, policy, base_url)
-    try:
-        settings = settings_from_env()
-    except Exception as exc:  # noqa: BLE001 - settings problems are reported by name
-        _err(f"cannot start: {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    settings = _settings(database_url, data_dir, config, policy, base_url, problem="cannot start")
     store = _open_store(settings.database_url, None)
     examples = examples_dir()
     if seed and examples is not None:
@@ -432,7 +440,6 @@ def inquire(
     from priorauth.service.auth import Principal
     from priorauth.service.core import AuthorizationService
     from priorauth.service.errors import ApiError
-    from priorauth.service.settings import settings_from_env
 
     origin = str(file)
     try:
@@ -446,12 +453,7 @@ def inquire(
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         _err(f"{origin}: Bundle.resourceType: a PAS inquiry is a Bundle")
         raise typer.Exit(EXIT_INPUT)
-    _service_env(database_url, data_dir, config, policy)
-    try:
-        settings = settings_from_env()
-    except Exception as exc:  # noqa: BLE001 - settings problems are reported by name
-        _err(f"cannot read the store's settings: {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    settings = _settings(database_url, data_dir, config, policy, problem="cannot read the store's settings")
     store = _open_store(settings.database_url, None)
     try:
         svc = AuthorizationService(settings, store, _load_policy(policy))
