@@ -304,6 +304,27 @@ def test_medication_administrations_are_doses_of_one_exposure():
     assert (["daratumumab", "dexamethasone", "pomalidomide"], date(2023, 6, 5), date(2023, 8, 7), None) in regimens
 
 
+def test_a_stop_reason_in_words_is_read_and_one_it_cannot_name_is_reported():
+    """statusReason as senders write it: text or a coding's display ("Disease progression", "Patient declined"),
+    a MedicationRequest's single CodeableConcept; words naming no stop reason are noted, never dropped unseen."""
+    b = full_bundle()
+    res(b, "MedicationStatement/dpd-1")["statusReason"] = [{"text": "Disease progression"}]
+    b["entry"].append({"fullUrl": f"{BASE_URL}/MedicationRequest/mr-old", "resource": {
+        "resourceType": "MedicationRequest", "id": "mr-old", "status": "stopped", "intent": "order",
+        "medicationCodeableConcept": cc(text="selinexor"), "subject": ref("Patient/pat-1"), "authoredOn": "2024-09-01",
+        "statusReason": {"coding": [{"system": "http://snomed.info/sct", "code": "000000", "display": "Patient declined"}]}}})
+    b["entry"].append({"fullUrl": f"{BASE_URL}/MedicationStatement/ms-old", "resource": med_statement(
+        "ms-old", cc(text="selinexor"), "2024-09-01", "2024-09-20", statusReason=[{"text": "grade 2 neuropathy"}])})
+    case = read(b)
+    reason = {str(t.source.path): getattr(t, "stop_reason", None) for t in case.therapies}
+    assert reason["MedicationStatement/dpd-1"] == "progression"
+    assert reason["MedicationRequest/mr-old"] == "patient_choice"
+    assert reason["MedicationStatement/ms-old"] is None
+    assert ("MedicationStatement/ms-old: statusReason 'grade 2 neuropathy' is not a stop reason priorauth reads "
+            "(progression, toxicity, hold, completed, patient_choice); what it says of the regimen is left to the "
+            "reviewer") in case.notes
+
+
 def test_every_fact_names_the_resource_it_came_from():
     case = read(full_bundle())
     s = lambda path: Source(file=ORIGIN, path=path)  # noqa: E731

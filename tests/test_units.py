@@ -155,6 +155,27 @@ def test_percent_to_percent():
     assert factor("%", "%") == 1.0
 
 
+# ---- spellings senders use beside UCUM ---------------------------------------------------------------------
+@pytest.mark.parametrize("unit, target, expected", [
+    ("G/DL", SERUM, 1.0), ("MG/DL", FLC, 1.0), ("gm/dL", SERUM, 1.0), ("GM/DL", SERUM, 1.0),   # UCUM case-insensitive
+    ("MG/24HR", URINE, 1.0), ("ML/MIN/1.73M2", EGFR, 1.0),
+    ("KG", "kg", 1.0), ("Kg", "kg", 1.0), ("kgs", "kg", 1.0), ("MG", "mg", 1.0), ("Mg", "mg", 1.0), ("gms", "mg", 1000.0),
+    ("x10E6 cells", "10*6{cells}", 1.0), ("10e6 cells/kg", "10*6{cells}/kg", 1.0),   # 10E6 is 10^6, not 10 x 10^6
+    ("x 10^6 CAR+ T cells", "10*6{cells}", 1.0), ("x10^6 CAR-positive viable T cells", "10*6{cells}", 1.0),
+    ("10^6 CAR-T cells/kg", "10*6{cells}/kg", 1.0), ("10*6{CELLS}", "10*6{cells}", 1.0),
+    ("K/uL", BLOOD_CELLS, 1000.0), ("ratio", "1", 1.0),
+])
+def test_the_spellings_senders_use(unit, target, expected):
+    assert factor(unit, target) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_capitalized_clinical_word_is_never_a_prefix():
+    """A sender's "Mg/dL" is milligrams (UCUM would read megagrams: a billion times the M-protein); mixed-case
+    UCUM such as mL or 10*9/L keeps its case."""
+    assert factor("Mg/dL", FLC) == 1.0 and factor("Kg", "kg") == 1.0 and factor("Mg", "mg") == 1.0
+    assert factor("mL/min", "mL/min/{1.73_m2}") == 1.0 and factor("10*9/L", BLOOD_CELLS) == pytest.approx(1000.0)
+
+
 # ---- errors ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("unit", ["@@", "mg/dL/", "notaunit{x}/("])
 def test_unreadable_unit_raises(unit):

@@ -52,6 +52,15 @@ _UNIT_POWER = re.compile(r"(?<![\d.])\b([A-Za-z]+)([23])\b")  # mm3, m2 (UCUM wr
 _UCUM_DOT = re.compile(r"(?<=[A-Za-z)}\]])\.(?=[A-Za-z(])|(?<=\d)\.(?=[A-Za-z(])")
 _NUMBER_THEN_UNIT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\d.]|e[+-]?\d)\s*(?=[A-Za-z(])")
 _ANNOTATION = re.compile(r"\{([^}]*)\}")
+# spellings senders use beside UCUM: its case-insensitive form (MG/DL, KG) and a capitalized word (Kg), "gm"
+# and plural "kgs"/"gms", "x10E6" for 10^6, "K/uL" for thousands per microliter, the words of a CAR-T dose
+# ("x 10^6 CAR+ viable T cells") and a lone "ratio"
+_CAPITALIZED = re.compile(r"(?<![A-Za-z])[A-Z][a-z]+(?![A-Za-z])")
+_CLINICAL_WORDS = frozenset({"mg", "kg", "gm", "gms", "kgs", "mcg", "ug", "dl", "ml", "min", "hr", "hrs", "day"})
+_GRAM_WORDS = re.compile(r"\b(k?)gms?\b|\b(k)gs\b")
+_TEN_E = re.compile(r"(?<![\d.])10\s*[eE]\s*([+-]?\d+)")
+_THOUSANDS = re.compile(r"^\s*[kK]\s*(?=/)")
+_CELL_WORDS = re.compile(r"\b(?:car\s*-?\s*(?:\+|positive\b|pos\b)?|viable\b|t\b)\s*", re.IGNORECASE)
 
 
 def normalize_unit(unit: str) -> str:
@@ -59,6 +68,17 @@ def normalize_unit(unit: str) -> str:
     s = _SUPER_POWER.sub(lambda m: "^" + m.group(0).translate(_SUPERSCRIPT), unit.strip())
     if not s:
         raise UnitError("empty unit")
+    if s == s.upper():           # UCUM's case-insensitive form: MG/DL is mg/dL
+        s = s.lower()
+    else:                        # a capitalized word is never a prefix here: Mg/dL is mg/dL, not megagrams
+        s = _CAPITALIZED.sub(lambda m: m.group(0).lower() if m.group(0).lower() in _CLINICAL_WORDS else m.group(0), s)
+    s = _GRAM_WORDS.sub(lambda m: (m.group(1) or m.group(2) or "") + "g", s)
+    s = _TEN_E.sub(lambda m: f"10^{m.group(1)}", s)
+    s = _THOUSANDS.sub("10^3", s)
+    if "cell" in s.lower():
+        s = _CELL_WORDS.sub("", s)
+    if s.lower() == "ratio":
+        return "dimensionless"
     s = _BSA.sub("", s)
     s = _UCUM_ATOMS.sub(lambda m: _UCUM_BRACKETS.get(m.group(0).lower(), m.group(0)), s)
     s = s.replace("µ", "u").replace("μ", "u").replace("mcL", "uL").replace("mcg", "ug")

@@ -1834,18 +1834,42 @@ class _Reader:
             if any(isinstance(e, dict) and e.get("url") == EXT_CLINICAL_TRIAL and e.get("valueBoolean") is True
                    for e in _list(res.get("extension"))):
                 extra["trial"] = True
-        for n, reason in enumerate(_list(res.get("statusReason"))):
-            for m, c in enumerate(_codings(reason)):
-                if c.__class__ is dict and _sys(c) == CS_STOP_REASON:
-                    if c.get("code") in STOP_REASONS:
-                        extra["stop_reason"] = c["code"]
-                    else:
-                        self.issue(f"{self.base(k)}.statusReason[{n}].coding[{m}].code", VALUE,
-                                   f"{c.get('code')!r} is not one of {', '.join(STOP_REASONS)}")
-                        ok = False
+        if "statusReason" in res:
+            ok = self._stop_reason(k, res["statusReason"], extra) and ok
         if not ok:
             return None
         return (start, end, intent, line), k, name, regimen, _THERAPY_DATES[dates], extra
+
+    def _stop_reason(self, k: int, value: Any, extra: dict) -> bool:
+        """Why a medication stopped (statusReason: a list, or one CodeableConcept on a MedicationRequest):
+        priorauth's coding, else the words of its text or a coding's display. A reason in words none of the
+        terminology's phrases names is noted for the reviewer (the boundary it marks is not assumed)."""
+        words: list[str] = []
+        for n, reason in enumerate(_list(value)):
+            for m, c in enumerate(_codings(reason)):
+                if c.__class__ is not dict:
+                    continue
+                if _sys(c) == CS_STOP_REASON:
+                    if c.get("code") not in STOP_REASONS:
+                        where = "statusReason" if value.__class__ is dict else f"statusReason[{n}]"
+                        self.issue(f"{self.base(k)}.{where}.coding[{m}].code", VALUE,
+                                   f"{c.get('code')!r} is not one of {', '.join(STOP_REASONS)}")
+                        return False
+                    extra["stop_reason"] = c["code"]
+                    return True
+                if isinstance(c.get("display"), str):
+                    words.append(c["display"])
+            if reason.__class__ is dict and isinstance(reason.get("text"), str):
+                words.append(reason["text"])
+        for text in words:
+            found = self.term.stop_reason(text)
+            if found is not None:
+                extra["stop_reason"] = found
+                return True
+        if words:
+            self.note(self.labels[k], f"statusReason {words[0]!r} is not a stop reason priorauth reads "
+                                      f"({', '.join(STOP_REASONS)}); what it says of the regimen is left to the reviewer")
+        return True
 
     def _period_problems(self, period: dict, expr: str, what: str) -> None:
         start = self._date(period.get("start"), f"{expr}.start", f"the start of {what}")

@@ -43,6 +43,11 @@ def normalize_code(code: str) -> str:
 
 
 
+def _fold(text: str) -> str:
+    """Lower case, punctuation and spacing folded to single spaces: how phrase tables are keyed."""
+    return " ".join(_WORD_SPLIT.split(text.lower())).strip()
+
+
 def _read(name: str) -> dict:
     text = resources.files("priorauth.terminology").joinpath("data", name).read_text(encoding="utf-8")
     return yaml.safe_load(text)
@@ -51,7 +56,8 @@ def _read(name: str) -> dict:
 class Terminology:
     """All value sets, indexed for lookup. Build it with :func:`load_terminology`."""
 
-    def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict):
+    def __init__(self, drugs: dict, conditions: dict, labs: dict, providers: dict, payers: dict,
+                 therapy: dict | None = None):
         # lookups are pure: their answers are memoized (bounded) for repeated names
         self.vocabulary = DrugVocabulary(drugs)
         # the hot lookups go straight to the vocabulary (the methods below document them)
@@ -77,10 +83,12 @@ class Terminology:
         self._lob: dict[str, str] = {}
         for lob, names in payers["lines_of_business"].items():
             for name in names:
-                self._lob[" ".join(_WORD_SPLIT.split(str(name).lower())).strip()] = lob
+                self._lob[_fold(str(name))] = lob
+        self._stop_reasons = {_fold(phrase): reason for reason, phrases in (therapy or {}).get("stop_reasons", {}).items()
+                              for phrase in phrases}
         self.taxonomies: dict[str, dict] = providers["taxonomies"]
         self._heme_onc_words = frozenset(
-            " ".join(_WORD_SPLIT.split(w.lower())).strip() for w in providers["specialty_words"]["hematology_oncology"]
+            _fold(w) for w in providers["specialty_words"]["hematology_oncology"]
         )
 
     # ---- drugs ------------------------------------------------------------------------------------------
@@ -128,12 +136,17 @@ class Terminology:
         """The clause documenting a negative neurologic work-up ("MRI brain negative"), if any."""
         return self._cns.negative_workup(text)
 
+    def stop_reason(self, text: str) -> str | None:
+        """The case format's stop_reason a statusReason written in words names ("Disease progression" ->
+        progression); None when it names none."""
+        return self._stop_reasons.get(_fold(text))
+
     def line_of_business(self, text: str | None) -> str | None:
         """The plan's name for a line of business ("HIM" -> "marketplace"); unknown names come back folded;
         None (not given) stays None."""
         if text is None:
             return None
-        key = " ".join(_WORD_SPLIT.split(text.lower())).strip()
+        key = _fold(text)
         return self._lob.get(key, key)
 
     # ---- labs and providers ------------------------------------------------------------------------
@@ -146,7 +159,7 @@ class Terminology:
         return None if spec is None else bool(spec["hematology_oncology"])
 
     def is_heme_onc_words(self, specialty: str) -> bool:
-        words = " ".join(_WORD_SPLIT.split(specialty.lower())).strip()
+        words = _fold(specialty)
         return words in self._heme_onc_words or any(
             w in words.split() for w in ("hematology", "haematology", "oncology", "oncologist", "hematologist")
         )
@@ -156,4 +169,4 @@ class Terminology:
 def load_terminology() -> Terminology:
     """The bundled value sets, read once per process."""
     return Terminology(read_drug_data(_read), _read("conditions.yaml"), _read("labs.yaml"), _read("providers.yaml"),
-                       _read("payers.yaml"))
+                       _read("payers.yaml"), _read("therapy.yaml"))
