@@ -42,6 +42,19 @@ def _instant(dt: datetime | None) -> str | None:
     return None if dt is None else as_utc(dt).isoformat().replace("+00:00", "Z")
 
 
+def _bundle_claim(entries: list, reference: str) -> dict | None:
+    """The Claim a reference names among the Bundle's entries (by fullUrl or Type/id), if it is there."""
+    for e in entries[1:]:
+        res = e.get("resource") if isinstance(e, dict) else None
+        if not isinstance(res, dict) or res.get("resourceType") != "Claim":
+            continue
+        full = e.get("fullUrl")
+        key = f"Claim/{res.get('id')}"
+        if reference in (full, key) or (isinstance(full, str) and full.endswith("/" + reference)):
+            return res
+    return None
+
+
 @dataclass(frozen=True)
 class Submitted:
     result: SubmitResult
@@ -133,15 +146,23 @@ class AuthorizationService:
             ref = rel.get("claim") if isinstance(rel, dict) else None
             if not isinstance(ref, dict):
                 continue
-            ident = ref.get("identifier")
+            # by identifier, or by reference to the prior Claim sent in the Bundle (by its identifiers)
+            idents = [ref.get("identifier")]
+            element = "identifier" if isinstance(ref.get("identifier"), dict) else "reference"
+            if element == "reference" and isinstance(ref.get("reference"), str):
+                prior = _bundle_claim(entries, ref["reference"])
+                idents = list(prior.get("identifier") or ()) if prior is not None else []
             found = None
-            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
-                system = ident.get("system")
-                found = self.store.case_by_request(system if isinstance(system, str) else None, ident["value"],
-                                                   principal.organization if principal.role == "provider" else None)
+            for ident in idents:
+                if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                    system = ident.get("system")
+                    found = self.store.case_by_request(system if isinstance(system, str) else None, ident["value"],
+                                                       principal.organization if principal.role == "provider" else None)
+                    if found is not None:
+                        break
             if found is None:
                 raise ApiError(404, "the related (prior) request is not one this plan received from your "
-                                    "organization", f"Claim.related[{i}].claim.identifier", code="not-found")
+                                    "organization", f"Claim.related[{i}].claim.{element}", code="not-found")
             return found
         return None
 

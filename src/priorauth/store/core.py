@@ -175,11 +175,12 @@ _PG_APPEND_AUDIT = text("WITH " + _pg_audit_link()).bindparams(bindparam("audit_
 # determination, event and audit link, or nothing at all when the identifier is already used (by a case, or by
 # a submission that updated one); the head's row lock is held for this statement only
 _PG_SUBMIT = text("""WITH new_case AS (
-  INSERT INTO cases (id, identifier_system, identifier_value, request_id, organization, member_id,
-                     line_of_business, urgency, received_at, due_at, status, outcome)
+  INSERT INTO cases (id, identifier_system, identifier_value, request_id, claim_identifier_system,
+                     claim_identifier_value, organization, member_id, line_of_business, urgency, received_at, due_at,
+                     status, outcome)
   SELECT CAST(:case_id AS varchar), CAST(:system AS varchar), CAST(:value AS varchar), :request_id,
-         :organization, :member_id, :line_of_business, :urgency, :received_at, :due_at, :status,
-         CAST(:outcome AS varchar)
+         CAST(:claim_system AS varchar), CAST(:claim_value AS varchar), :organization, :member_id,
+         :line_of_business, :urgency, :received_at, :due_at, :status, CAST(:outcome AS varchar)
   WHERE NOT EXISTS (SELECT 1 FROM submissions
                     WHERE identifier_system = CAST(:system AS varchar) AND identifier_value = CAST(:value AS varchar))
   ON CONFLICT (identifier_system, identifier_value) DO NOTHING
@@ -277,6 +278,18 @@ def _identifier(bundle: Any) -> tuple[str, str]:
         raise BundleIdentifierMissing("Bundle.identifier: a PAS request Bundle needs an identifier with a system "
                                       "and a value (the submission is idempotent on it)")
     return system, value
+
+
+def _claim_identifier(bundle: Any) -> tuple[str | None, str | None]:
+    """The first Claim.identifier (system, value) of a request Bundle, when it fits the store's columns."""
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    claim = entries[0].get("resource") if isinstance(entries, list) and entries and isinstance(entries[0], dict) else None
+    idents = claim.get("identifier") if isinstance(claim, dict) else None
+    first = idents[0] if isinstance(idents, list) and idents and isinstance(idents[0], dict) else {}
+    system, value = first.get("system"), first.get("value")
+    if not (isinstance(value, str) and value.strip() and len(value) <= 256):
+        return None, None
+    return (system if isinstance(system, str) and len(system) <= 512 else None), value
 
 
 class Store:
@@ -595,8 +608,10 @@ class Store:
         case, det = evaluate(bundle)
         at = at or self.clock()
         due = as_utc(det.due) if det.due else None
+        claim_system, claim_value = _claim_identifier(bundle)
         row = CaseRow(id=case_id or str(uuid.uuid4()), identifier_system=system, identifier_value=value,
-                      request_id=str(case.id), organization=organization, member_id=case.member.id,
+                      request_id=str(case.id), claim_identifier_system=claim_system,
+                      claim_identifier_value=claim_value, organization=organization, member_id=case.member.id,
                       line_of_business=case.member.line_of_business or "", urgency=case.request.urgency,
                       received_at=received_at, due_at=due, status=STATUS_PENDED, outcome=det.outcome)
         sub = SubmissionRow(case_id=row.id, sequence=1, identifier_system=system, identifier_value=value, text=text,
@@ -642,7 +657,9 @@ class Store:
     def _insert_new_case_pg(self, row: CaseRow, sub: SubmissionRow, drow: DeterminationRow, ev: EventRow,
                             actor: Actor, audit: dict) -> bool:
         params = {"case_id": row.id, "system": row.identifier_system, "value": row.identifier_value,
-                  "request_id": row.request_id, "organization": row.organization, "member_id": row.member_id,
+                  "request_id": row.request_id, "claim_system": row.claim_identifier_system,
+                  "claim_value": row.claim_identifier_value, "organization": row.organization,
+                  "member_id": row.member_id,
                   "line_of_business": row.line_of_business, "urgency": row.urgency,
                   "received_at": row.received_at, "due_at": row.due_at, "status": row.status,
                   "outcome": row.outcome, "text": sub.text, "content_hash": sub.content_hash,
@@ -856,11 +873,15 @@ class Store:
         return row
 
     def case_by_request(self, system: str | None, value: str, organization: str | None = None) -> CaseRow | None:
-        """The case whose request id (or Bundle identifier, when ``system`` is given) is ``value``, among the
-        organization's cases when one is given; the latest received when several match."""
+        """The case whose request id, Claim identifier (of that ``system`` when one is given) or Bundle identifier
+        (when ``system`` is given) is ``value``, among the organization's cases when one is given; the latest
+        received when several match."""
         cond = CaseRow.request_id == value
         if system is not None:
-            cond = or_(cond, and_(CaseRow.identifier_system == system, CaseRow.identifier_value == value))
+            cond = or_(cond, and_(CaseRow.identifier_system == system, CaseRow.identifier_value == value),
+                       and_(CaseRow.claim_identifier_system == system, CaseRow.claim_identifier_value == value))
+        else:
+            cond = or_(cond, CaseRow.claim_identifier_value == value)
         q = select(CaseRow).where(cond)
         if organization is not None:
             q = q.where(CaseRow.organization == organization)

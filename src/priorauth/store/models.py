@@ -55,12 +55,17 @@ class CaseRow(Base):
         Index("ix_cases_due_at", "due_at"),
         Index("ix_cases_status", "status"),
         Index("ix_cases_organization", "organization"),
+        Index("ix_cases_claim_identifier", "claim_identifier_value"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     identifier_system: Mapped[str] = mapped_column(String(512))
     identifier_value: Mapped[str] = mapped_column(String(256))
     request_id: Mapped[str] = mapped_column(String(256))          # the Case id read from the request (Claim)
+    # the Claim's own identifier (PAS: the patient event trace number), by which updates and inquiries may name
+    # the request; None when the Claim has none (and for cases stored before migration 0005)
+    claim_identifier_system: Mapped[str | None] = mapped_column(String(512))
+    claim_identifier_value: Mapped[str | None] = mapped_column(String(256))
     organization: Mapped[str] = mapped_column(String(256))
     member_id: Mapped[str | None] = mapped_column(String(256))
     line_of_business: Mapped[str] = mapped_column(String(64))    # '' when the request gave none (not applicable)
