@@ -571,3 +571,43 @@ def test_the_background_worker_delivers_and_stops_with_the_app(url, receiver):
         assert not worker.is_alive() and h.app.state.notifier._thread is None
     finally:
         h.store.close()
+
+
+# ---- one decision per case ---------------------------------------------------------------------------------------
+def test_simultaneous_decisions_on_one_case_record_one_decision_and_one_notification(h, receiver):
+    """Ten reviewers' decisions at once (approve and deny mixed, two reviewer clients): the store checks the case's
+    status under its lock in the decision's own transaction, so exactly one lands; the nine others get 409 and
+    write nothing: one decision, one event, one notification, and the case ends as the one decision says."""
+    from priorauth.store.models import DecisionRow, EventRow
+
+    assert subscribe(h, "lakeshore", subscription(receiver.url("/lakeshore"))).status_code == 201
+    h.register("dr-second", "reviewer")
+    case_id = submitted(h)
+    barrier = threading.Barrier(10)
+    answers: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def decide(n: int) -> None:
+        action = "approve" if n % 2 else "deny"
+        reason = "" if action == "approve" else "I.A.5 not met: fewer than four prior lines (reviewer's reading)"
+        barrier.wait()
+        r = h.decide("dr-reviewer" if n < 5 else "dr-second", case_id, action, reason)
+        with lock:
+            answers.append((action, r.status_code))
+
+    pool = [threading.Thread(target=decide, args=(n,)) for n in range(10)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    codes = sorted(code for _, code in answers)
+    assert codes == [201] + [409] * 9, answers
+    [(won, _)] = [(a, c) for a, c in answers if c == 201]
+    with h.store._read() as s:
+        decisions = list(s.scalars(select(DecisionRow).where(DecisionRow.case_id == case_id)))
+        events = list(s.scalars(select(EventRow).where(EventRow.case_id == case_id, EventRow.kind.like("decision.%"))))
+    assert [d.action for d in decisions] == [won] and len(events) == 1
+    assert h.store.case(case_id).status == {"approve": "approved", "deny": "denied"}[won]
+    assert len(notifications(h)) == 1
+    assert deliver_pending(h.app) == 1
+    assert len(receiver.bundles("/lakeshore", "event-notification")) == 1

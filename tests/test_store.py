@@ -25,7 +25,7 @@ from priorauth.fhir.pas_build import bundle_from_case
 from priorauth.fhir.pas_intake import case_from_bundle
 from priorauth.intake.casefile import load_case_file
 from priorauth.policies import default_policy
-from priorauth.store import (Actor, IdempotencyConflict, PatientDataInAudit, Store, content_hash,
+from priorauth.store import (Actor, CaseStateConflict, IdempotencyConflict, PatientDataInAudit, Store, content_hash,
                              default_url)
 from priorauth.store.models import Base
 
@@ -210,6 +210,42 @@ def test_resubmission_keeps_history(store):
     with pytest.raises(IdempotencyConflict):
         store.resubmit(first.case.id, other | {"timestamp": "2027-02-01T00:00:00Z"}, "{}", received_at=RECEIVED,
                        evaluate=evaluate, actor=PROVIDER)
+    assert store.verify_audit()[0]
+
+
+def test_a_change_the_case_status_no_longer_allows_is_refused_under_the_lock_and_writes_nothing(store):
+    """Status checks are made on the locked row in the change's own transaction: a decision on a decided case, an
+    appeal of a case not decided, simultaneous appeals (one lands) raise CaseStateConflict and write nothing."""
+    bundle, text_ = example("prior-bcma-bispecific.json")
+    case_id = submit(store, bundle, text_).case.id
+    with pytest.raises(CaseStateConflict):
+        store.appeal(case_id, "the member disagrees", REVIEWER)            # nothing to appeal yet
+    store.record_decision(case_id, decision("deny", "Does not meet I.A.7: prior BCMA-directed therapy"), REVIEWER)
+    before = (count(store, "decisions"), count(store, "events"), count(store, "audit_log"))
+    with pytest.raises(CaseStateConflict) as info:
+        store.record_decision(case_id, decision("approve"), REVIEWER)
+    assert info.value.status == "denied" and str(info.value) == "the case is denied"
+    with pytest.raises(CaseStateConflict):
+        store.extend(case_id, datetime(2027, 3, 1, tzinfo=timezone.utc), "records requested", REVIEWER)
+    assert (count(store, "decisions"), count(store, "events"), count(store, "audit_log")) == before
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def appeal() -> None:
+        barrier.wait()
+        try:
+            store.appeal(case_id, "the member disagrees", REVIEWER)
+            outcomes.append("appealed")
+        except CaseStateConflict:
+            outcomes.append("conflict")
+
+    pool = [threading.Thread(target=appeal) for _ in range(6)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert sorted(outcomes) == ["appealed"] + ["conflict"] * 5
+    assert [e.kind for e in store.history(case_id).events].count("appeal") == 1
     assert store.verify_audit()[0]
 
 

@@ -25,14 +25,15 @@ from priorauth.reporting import OPEN_STATUSES
 from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.settings import ServiceSettings
-from priorauth.store import (BundleIdentifierMissing, CaseNotFound, IdempotencyConflict, Store,
+from priorauth.store import (BundleIdentifierMissing, CaseNotFound, CaseStateConflict, IdempotencyConflict, Store,
                              SubmitResult)
+from priorauth.store.core import APPEALABLE
 from priorauth.store.models import CaseRow, DecisionRow, DeterminationRow, SubmissionRow, as_utc
 from priorauth.terminology import load_terminology
 
 __all__ = ["AuthorizationService", "OPEN_STATUSES", "DECIDED_STATUSES"]
 
-DECIDED_STATUSES = ("approved", "modified", "denied")
+DECIDED_STATUSES = APPEALABLE          # a decision was made: the case may be appealed
 SEED_ORGANIZATION = "examples"
 SEED_IDENTIFIER_SYSTEM = "urn:priorauth:example-seed"
 
@@ -40,6 +41,16 @@ SEED_IDENTIFIER_SYSTEM = "urn:priorauth:example-seed"
 
 def _instant(dt: datetime | None) -> str | None:
     return None if dt is None else as_utc(dt).isoformat().replace("+00:00", "Z")
+
+
+_DECIDE = "a decided case is decided again only after an appeal (POST .../appeal)"
+_EXTEND = "only an open case's clock is extended"
+_APPEAL = "only a decided case is appealed"
+
+
+def _wrong_state(status: str, rule: str) -> ApiError:
+    """409 for a change the case's status does not allow (read before, or under the case's lock)."""
+    return ApiError(409, f"the case is {status}; {rule}", "status", code="business-rule")
 
 
 def _bundle_claim(entries: list, reference: str) -> dict | None:
@@ -287,8 +298,7 @@ class AuthorizationService:
                reviewer_specialty: str, auth_number: str | None = None) -> tuple[DecisionRow, dict]:
         row = self.case_for(case_id, principal, "case.read")
         if row.status not in OPEN_STATUSES:
-            raise ApiError(409, f"the case is {row.status}; a decided case is decided again only after an appeal "
-                                "(POST .../appeal)", "status", code="business-rule")
+            raise _wrong_state(row.status, _DECIDE)
         now = self.settings.now()
         if auth_number is None and action in ("approve", "modify"):
             auth_number = default_auth_number(case_id)
@@ -302,29 +312,34 @@ class AuthorizationService:
             self.response(case_id, decision=decision, created=now)
         except ValueError as exc:
             raise ApiError(422, str(exc), code="business-rule") from None
-        dec = self.store.record_decision(case_id, decision, principal.actor)
+        try:      # the store checks the status again under the case's lock: one of simultaneous decisions lands
+            dec = self.store.record_decision(case_id, decision, principal.actor)
+        except CaseStateConflict as err:
+            raise _wrong_state(err.status, _DECIDE) from None
         return dec, self.response(case_id)
 
     def extend(self, case_id: str, principal: Principal, hours: int, reason: str) -> CaseRow:
         row = self.case_for(case_id, principal, "case.read")
         if row.status not in OPEN_STATUSES:
-            raise ApiError(409, f"the case is {row.status}; only an open case's clock is extended", "status",
-                           code="business-rule")
+            raise _wrong_state(row.status, _EXTEND)
         base = row.due_at or self.settings.now()
         try:
             return self.store.extend(case_id, as_utc(base) + timedelta(hours=hours), reason, principal.actor)
+        except CaseStateConflict as err:
+            raise _wrong_state(err.status, _EXTEND) from None
         except ValueError as exc:
             raise ApiError(422, str(exc), str(exc).split(":")[0], code="business-rule") from None
 
     def appeal(self, case_id: str, principal: Principal, reason: str, urgency: str) -> CaseRow:
         row = self.case_for(case_id, principal, "case.read")
         if row.status not in DECIDED_STATUSES:
-            raise ApiError(409, f"the case is {row.status}; only a decided case is appealed", "status",
-                           code="business-rule")
+            raise _wrong_state(row.status, _APPEAL)
         lob = self.term.line_of_business(row.line_of_business or None)
         due = review_due(as_utc(self.settings.now()), urgency, lob, self.policy, self.config)
         try:
             return self.store.appeal(case_id, reason, principal.actor, due_at=due)
+        except CaseStateConflict as err:
+            raise _wrong_state(err.status, _APPEAL) from None
         except ValueError as exc:
             raise ApiError(422, str(exc), str(exc).split(":")[0], code="business-rule") from None
 

@@ -36,13 +36,14 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from priorauth.reporting import OPEN_STATUSES
 from priorauth import __version__
 from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
                                     DeterminationRow, EventRow, SubmissionRow, UTCDateTime, as_utc)
 
 __all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
            "BundleIdentifierMissing", "PatientDataInAudit", "default_url", "content_hash", "canonical_json",
-           "audit_hash", "STATUS_PENDED", "STATUS_APPEALED", "DECISION_STATUS", "ROLES", "hash_secret",
+           "audit_hash", "STATUS_PENDED", "STATUS_APPEALED", "DECISION_STATUS", "ROLES", "hash_secret", "CaseStateConflict",
            "check_secret"]
 
 STATUS_PENDED = "pended"                 # A4: pended for committee review
@@ -50,6 +51,9 @@ STATUS_APPEALED = "appealed"             # an appeal of a decision, back in the 
 ROLES = ("provider", "reviewer", "admin")
 _PBKDF2_ITERATIONS = 120_000
 DECISION_STATUS = {"approve": "approved", "modify": "modified", "deny": "denied", "pend": "pending_information"}
+#: the statuses a decision is taken from (the review queue), and those an appeal is taken from
+DECIDABLE = tuple(OPEN_STATUSES)
+APPEALABLE = ("approved", "modified", "denied")
 
 # keys that would carry patient data; refused anywhere in an audit detail
 _PATIENT_KEYS = frozenset({"patient", "name", "given", "family", "birthdate", "birth_date", "dob", "member",
@@ -72,6 +76,18 @@ class CaseNotFound(StoreError, KeyError):
 
 class BundleIdentifierMissing(StoreError, ValueError):
     pass
+
+
+class CaseStateConflict(StoreError):
+    """The case is not in a state the change needs, as read under the case's lock: another reviewer's decision
+    (or an appeal, an update) landed first. Nothing was written."""
+
+    def __init__(self, case_id: str, status: str, allowed: tuple[str, ...]):
+        super().__init__(case_id, status, allowed)
+        self.case_id, self.status, self.allowed = case_id, status, allowed
+
+    def __str__(self) -> str:
+        return f"the case is {self.status}"
 
 
 class PatientDataInAudit(StoreError, ValueError):
@@ -770,9 +786,11 @@ class Store:
 
     def record_decision(self, case_id: str, decision, actor: Actor) -> DecisionRow:
         """Append a reviewer's decision (a :class:`priorauth.fhir.claim_response.ReviewerDecision`, validated
-        when made) and move the case to its status."""
+        when made) and move the case to its status. The case's status is checked under its lock, in the same
+        transaction as the write: of simultaneous decisions one is recorded (and notified), the others raise
+        :class:`CaseStateConflict` and write nothing."""
         with self.writing() as s:
-            row = self._locked_case(s, case_id)
+            row = self._locked_case(s, case_id, DECIDABLE)
             at = self.clock()
             d = DecisionRow(case_id=case_id, action=decision.action, reason=decision.reason,
                             reviewer_npi=decision.reviewer_npi, specialty=decision.reviewer_specialty,
@@ -790,7 +808,7 @@ class Store:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: an extension needs a reason")
         with self.writing() as s:
-            row = self._locked_case(s, case_id)
+            row = self._locked_case(s, case_id, DECIDABLE)
             if row.due_at is not None and as_utc(due_at) <= row.due_at:
                 raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
             at = self.clock()
@@ -804,7 +822,7 @@ class Store:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: an appeal needs a reason")
         with self.writing() as s:
-            row = self._locked_case(s, case_id)
+            row = self._locked_case(s, case_id, APPEALABLE)
             decided = s.scalars(select(DecisionRow.id).where(DecisionRow.case_id == case_id).limit(1)).first()
             if decided is None:
                 raise ValueError("the case has no decision to appeal")
@@ -814,10 +832,14 @@ class Store:
             self._append_audit(s, actor.name, actor.role, "case.appeal", case_id, {"reason_length": len(reason)})
             return row
 
-    def _locked_case(self, s: Session, case_id: str) -> CaseRow:
+    def _locked_case(self, s: Session, case_id: str, allowed: tuple[str, ...]) -> CaseRow:
+        """The case row, locked for this transaction (SELECT ... FOR UPDATE on PostgreSQL; SQLite's one writer),
+        in one of the ``allowed`` statuses as read under that lock."""
         row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one_or_none()
         if row is None:
             raise CaseNotFound(case_id)
+        if row.status not in allowed:
+            raise CaseStateConflict(case_id, row.status, allowed)
         return row
 
     # ---- clients ---------------------------------------------------------------------------------------------
