@@ -344,6 +344,18 @@ def test_token_endpoint_follows_rfc6749(h):
     assert claims["role"] == "provider" and claims["org"] == "org-lakeshore" and claims["sub"] == "lakeshore"
 
 
+def test_a_token_is_not_accepted_before_its_nbf(h):
+    claims = jwt.decode(h.tokens["dr-reviewer"], options={"verify_signature": False})
+    key = h.app.state.settings.signing_key
+    now = int(h.clock().timestamp())
+    for nbf, status in ((now + 60, 401), (now - 60, 200), ("soon", 401), (now + 3, 200)):
+        token = jwt.encode({**claims, "nbf": nbf}, key, algorithm="HS256")
+        r = h.client.get("/review/queue", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == status, (nbf, r.text)
+        if status == 401:
+            assert "nbf" in outcome_text(r)
+
+
 @pytest.mark.parametrize("tamper", ["expired", "other-key", "garbage", "no-scheme", "none-alg"])
 def test_bad_tokens_are_401_outcomes(h, tamper):
     good = h.tokens["lakeshore"]

@@ -1105,6 +1105,51 @@ def test_unknown_routes_and_methods_are_outcomes(h, request):
     failures.check()
 
 
+# ---- extreme dates ---------------------------------------------------------------------------------------------
+EXTREME_INSTANTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z",
+                    "9999-12-31T23:59:59.999999Z", "0001-01-01", "9999-12-31", "10000-01-01T00:00:00Z",
+                    "2027-02-29T00:00:00Z", "2027-01-12T24:00:00Z", "2027-01-12T09:00:00+24:00"]
+EXTREME_DAYS = ["0001-01-01", "9999-12-31", "0000-12-31", "10000-01-01", "2027-02-29"]
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgresql"], indirect=True)
+def test_extreme_dates_are_answered_with_a_4xx_naming_the_field_or_read(h, request):
+    """Years 1 and 9999 with offsets that carry them out of range, days that do not exist, in every date the
+    service takes: the request Bundle's dates, queue filters, report ranges and Subscription.end. No 500."""
+    import importlib
+
+    subs = importlib.import_module("test_service_subscriptions")
+    failures = Failures()
+    tried = 0
+    fz = BundleFuzz(h)
+    base = EXAMPLE_BUNDLES["eligible-flc-only.json"]
+    dated = [p for p in _paths(base) if isinstance(_get(base, p), str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", _get(base, p))]
+    for i, p in enumerate(dated):
+        value = EXTREME_INSTANTS[i % len(EXTREME_INSTANTS)]
+        b = copy.deepcopy(base)
+        _set(b, p, value)
+        fz.submit(b, ["eligible-flc-only.json", f"{'.'.join(map(str, p))}={value}"], True)
+    tried += sum(fz.tried.values())
+    calls = [f"/review/queue?due_before={v.replace('+', '%2B')}" for v in EXTREME_INSTANTS]
+    calls += [f"/review/report?start={a}&end={b}" for a in EXTREME_DAYS for b in EXTREME_DAYS]
+    for path in calls:
+        r = h.client.get(path, headers=h.auth("dr-reviewer"))
+        tried += 1
+        for problem in response_problems("GET", path.split("?")[0], r.status_code, r.headers, r.content):
+            failures.add(f"GET {path}", problem, "")
+    for v in EXTREME_INSTANTS:
+        body = json.dumps(subs.subscription("https://subscriber.example/hook", end=v))
+        r = h.client.post("/fhir/Subscription", content=body, headers={**h.auth("lakeshore"), **FHIR})
+        tried += 1
+        for problem in response_problems("POST", "/fhir/Subscription", r.status_code, r.headers, r.content):
+            failures.add(f"POST /fhir/Subscription end={v}", problem, "")
+        if 400 <= r.status_code < 500 and "Subscription.end" not in r.text:
+            failures.add(f"POST /fhir/Subscription end={v}", f"{r.status_code} does not name Subscription.end", r.text)
+    _report(request, f"extreme dates ({h.store.dialect})", tried)
+    fz.failures.check()
+    failures.check()
+
+
 # ---- what the fuzzing found, kept as regressions --------------------------------------------------------------
 def _claim_edit(name: str, edit) -> dict:
     b = copy.deepcopy(EXAMPLE_BUNDLES[name])

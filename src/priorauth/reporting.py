@@ -199,7 +199,8 @@ def _median(values: list[Fraction]) -> Fraction:
 
 
 def report_window(start: date, end: date) -> tuple[datetime, datetime]:
-    """The instants ``[start 00:00 UTC, the day after end 00:00 UTC)`` of an inclusive range of dates."""
+    """The instants ``[start 00:00 UTC, the day after end 00:00 UTC)`` of an inclusive range of dates (to the
+    last representable instant when ``end`` is 9999-12-31)."""
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, date) or isinstance(value, datetime):
             raise ReportRangeError(name, f"expected a date (YYYY-MM-DD), got {type(value).__name__}")
@@ -207,6 +208,8 @@ def report_window(start: date, end: date) -> tuple[datetime, datetime]:
         raise ReportRangeError("end", f"{end.isoformat()} is before start {start.isoformat()}; the range is "
                                       "inclusive, so a one-day report has start = end")
     lo = datetime.combine(start, time(0), timezone.utc)
+    if end == date.max:     # the day after 9999-12-31 is not representable: the range runs to its last instant
+        return lo, datetime.max.replace(tzinfo=timezone.utc)
     hi = datetime.combine(end, time(0), timezone.utc) + timedelta(days=1)
     return lo, hi
 

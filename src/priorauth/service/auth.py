@@ -138,6 +138,11 @@ class TokenIssuer:
             raise ApiError(401, "the bearer token has expired", headers=challenge)
         if iat > now + 5:
             raise ApiError(401, "the bearer token is issued in the future", headers=challenge)
+        nbf = claims.get("nbf")      # optional (RFC 7519 4.1.5); when given, the token is not accepted before it
+        if nbf is not None and (not isinstance(nbf, (int, float)) or isinstance(nbf, bool)):
+            raise ApiError(401, "the bearer token's nbf is not a time", headers=challenge)
+        if nbf is not None and nbf > now + 5:
+            raise ApiError(401, "the bearer token is not valid yet (nbf)", headers=challenge)
         role, org, sub = claims.get("role"), claims.get("org"), claims.get("sub")
         if role not in ("provider", "reviewer", "admin") or not isinstance(sub, str) \
                 or (role == "provider" and not isinstance(org, str)):

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from priorauth.store.models import as_utc
 from priorauth.service.auth import Principal
 from priorauth.service.core import OPEN_STATUSES
 from priorauth.service.errors import ApiError
@@ -69,6 +70,12 @@ def queue(request: Request,
     svc = service_of(request)
     if due_before is not None and due_before.tzinfo is None:
         raise ApiError(400, "due_before needs a time zone offset (such as Z)", "due_before", code="value")
+    if due_before is not None:
+        try:
+            due_before = as_utc(due_before)
+        except OverflowError:
+            raise ApiError(400, "due_before is an instant between the years 1 and 9999 in UTC", "due_before",
+                           code="value") from None
     now = svc.settings.now()
     lob = svc.term.line_of_business(line_of_business) if line_of_business else None
     statuses = status or list(OPEN_STATUSES)

@@ -179,8 +179,9 @@ def check_subscription(resource: dict, now: datetime) -> Requested:
     if isinstance(resource.get("end"), str):
         try:
             end = as_utc(datetime.fromisoformat(resource["end"]))
-        except ValueError:
-            _once(structure, ("structure", "end is an instant (such as 2027-06-30T00:00:00Z)", "Subscription.end"))
+        except (ValueError, OverflowError):   # OverflowError: an offset that moves it outside years 1 to 9999
+            _once(structure, ("structure", "end is an instant between the years 1 and 9999 in UTC (such as "
+                                           "2027-06-30T00:00:00Z)", "Subscription.end"))
         else:
             if end <= now:
                 rules.append(("business-rule", "the subscription would end before it starts; leave end out or "
@@ -666,7 +667,7 @@ def _end(resource_json: str) -> datetime | None:
     end = orjson.loads(resource_json).get("end")
     try:
         return as_utc(datetime.fromisoformat(end)) if isinstance(end, str) else None
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
