@@ -94,7 +94,7 @@ def _no_proxy(monkeypatch):
 
 @pytest.fixture
 def h(url):
-    harness = make_harness(url)
+    harness = make_harness(url, subscription_allow=("127.0.0.1",))     # the local receiver, allowed as a plan would
     yield harness
     harness.app.state.notifier.stop()
     harness.store.close()
@@ -252,7 +252,7 @@ def test_without_a_content_extension_the_subscription_is_id_only(h, receiver):
 
 
 def test_with_a_public_base_url_the_notification_references_are_absolute(url, receiver):
-    h = make_harness(url, base_url="https://pa.plan.example/priorauth")
+    h = make_harness(url, base_url="https://pa.plan.example/priorauth", subscription_allow=("127.0.0.1",))
     try:
         sid = subscribe(h, "lakeshore", subscription(receiver.url())).json()["id"]
         [hs] = receiver.bundles()
@@ -367,7 +367,7 @@ def test_a_failing_receiver_is_retried_with_backoff_then_given_up(h, receiver, c
     for attempt in range(1, MAX_ATTEMPTS + 1):
         assert deliver_pending(h.app) == 0
         [row] = notifications(h, sid)
-        assert row.attempts == attempt and row.last_error == "HTTP 500"
+        assert row.attempts == attempt and row.last_error == "the endpoint did not answer with 2xx"
         if attempt < MAX_ATTEMPTS:
             assert row.status == "pending"
             waits.append((row.next_attempt_at - h.clock()).total_seconds())
@@ -379,9 +379,10 @@ def test_a_failing_receiver_is_retried_with_backoff_then_given_up(h, receiver, c
     # the same event each time (the receiver can tell a retry by its Bundle id)
     assert len({b["id"] for b in receiver.bundles(kind="event-notification")}) == 1
     sub = h.client.get(f"/fhir/Subscription/{sid}", headers=h.auth("lakeshore")).json()
-    assert sub["status"] == "error" and "HTTP 500" in sub["error"] and f"{MAX_ATTEMPTS} attempts" in sub["error"]
+    assert sub["status"] == "error" and "did not answer with 2xx" in sub["error"] \
+        and f"{MAX_ATTEMPTS} attempts" in sub["error"] and "500" not in sub["error"]      # what answered is not told
     st = status_of(h.client.get(f"/fhir/Subscription/{sid}/$status", headers=h.auth("lakeshore")).json())
-    assert st["status"] == "error" and "HTTP 500" in st["error"]["text"]
+    assert st["status"] == "error" and "did not answer with 2xx" in st["error"]["text"]
     # a subscription in error is sent nothing more
     other = submitted(h, NEEDS_INFO)
     h.decide("dr-reviewer", other, "pend", "Send the serum FLC results (I.A.7)")
@@ -406,17 +407,17 @@ def test_a_failed_handshake_stores_the_subscription_in_error(h, receiver):
     r = subscribe(h, "lakeshore", subscription(receiver.url()))
     assert r.status_code == 201
     sub = r.json()
-    assert sub["status"] == "error" and "handshake" in sub["error"] and "HTTP 500" in sub["error"]
+    assert sub["status"] == "error" and "handshake" in sub["error"] and "did not answer with 2xx" in sub["error"]
     assert h.client.get(f"/fhir/Subscription/{sub['id']}", headers=h.auth("lakeshore")).json()["status"] == "error"
     case_id = submitted(h)
     h.decide("dr-reviewer", case_id, "approve")
     assert notifications(h, sub["id"]) == []
-    # nobody listening: the connection error is named, nothing else of it
+    # nobody listening: no answer, and nothing else of it
     closed = Receiver()
     url = closed.url()
     closed.close()
     sub = subscribe(h, "lakeshore", subscription(url)).json()
-    assert sub["status"] == "error" and "ConnectError" in sub["error"]
+    assert sub["status"] == "error" and "no answer from the endpoint" in sub["error"]
 
 
 # ---- bad Subscriptions ---------------------------------------------------------------------------------------------
@@ -550,7 +551,7 @@ def test_two_workers_on_one_database_deliver_each_notification_once(h, receiver)
 def test_the_background_worker_delivers_and_stops_with_the_app(url, receiver):
     from fastapi.testclient import TestClient
 
-    h = make_harness(url)
+    h = make_harness(url, subscription_allow=("127.0.0.1",))
     h.app.state.settings.deliver_notifications = True
     h.app.state.notifier.interval = 0.05
     try:
@@ -611,3 +612,54 @@ def test_simultaneous_decisions_on_one_case_record_one_decision_and_one_notifica
     assert len(notifications(h)) == 1
     assert deliver_pending(h.app) == 1
     assert len(receiver.bundles("/lakeshore", "event-notification")) == 1
+
+
+# ---- where notifications may go ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("endpoint, why", [
+    ("http://127.0.0.1:9/notify", "https"), ("https://127.0.0.1/notify", "private, loopback or link-local"),
+    ("https://[::1]/notify", "private, loopback or link-local"), ("https://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://10.0.0.8/hook", "private"), ("http://provider.example/notify", "https"),
+])
+def test_an_endpoint_in_the_plans_network_or_over_http_is_refused(url, endpoint, why):
+    """Without the plan's allowance a Subscription endpoint is public https: loopback, link-local (the cloud
+    metadata address), private addresses and plain http are refused with a 422 naming the endpoint."""
+    h = make_harness(url)
+    try:
+        r = subscribe(h, "lakeshore", subscription(endpoint))
+        assert r.status_code == 422 and why in outcome_text(r) and "Subscription.channel.endpoint" in outcome_text(r)
+        with h.store._read() as s:
+            assert list(s.scalars(select(SubscriptionRow))) == []
+    finally:
+        h.app.state.notifier.stop()
+        h.store.close()
+
+
+def test_a_host_that_resolves_into_the_plans_network_is_refused_at_each_connection(h, receiver):
+    """The address is checked after DNS at the handshake and again at every delivery (a name may be pointed
+    elsewhere later); the provider is told the rule, not what answered."""
+    from priorauth.service.endpoints import EndpointPolicy
+
+    notifier = h.app.state.notifier
+    answers = {"hooks.provider.example": ["93.184.215.14"]}
+    public = EndpointPolicy((), resolve=lambda host, port: answers[host])
+    notifier.endpoints = public
+    assert public.target("https://hooks.provider.example/n").url == "https://93.184.215.14/n"
+    assert public.target("https://hooks.provider.example/n").host_header == "hooks.provider.example"
+    answers["hooks.provider.example"] = ["10.1.2.3"]
+    sub = subscribe(h, "lakeshore", subscription("https://hooks.provider.example/n")).json()
+    assert sub["status"] == "error" and "resolves to a private, loopback or link-local address" in sub["error"]
+    # a delivery checks again: a name moved to loopback is refused before any connection
+    notifier.endpoints = EndpointPolicy((), resolve=lambda host, port: ["127.0.0.1"])
+    import httpx
+    with httpx.Client() as client:
+        ok, error = notifier._post(client, "https://hooks.provider.example/n", [], {"resourceType": "Bundle"})
+    assert not ok and "resolves to a private, loopback or link-local address" in error
+    # and an allowance the plan withdraws stops the deliveries to an endpoint it had allowed
+    notifier.endpoints = EndpointPolicy(("127.0.0.1",))
+    sid = subscribe(h, "lakeshore", subscription(receiver.url())).json()["id"]
+    notifier.endpoints = EndpointPolicy(())
+    case_id = submitted(h)
+    h.decide("dr-reviewer", case_id, "approve")
+    assert deliver_pending(h.app) == 0
+    [row] = notifications(h, sid)
+    assert "https" in row.last_error and receiver.bundles(kind="event-notification") == []

@@ -72,6 +72,9 @@ class ServiceSettings:
     # service sends out (subscription notifications); None: references relative to the FHIR base
     base_url: str | None = None
     now: Callable[[], datetime] = _utcnow
+    # host names, addresses and networks a Subscription endpoint may be at besides public https hosts (over http
+    # and at private addresses too): PRIORAUTH_SUBSCRIPTION_ALLOW, comma-separated
+    subscription_allow: tuple[str, ...] = ()
 
 
 def public_base_url(value: str) -> str:
@@ -104,7 +107,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     ``DATABASE_URL``, ``DATA_DIR``, ``CONFIG`` (payer configuration YAML), ``POLICY``, ``SIGNING_KEY``,
     ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off), ``THREADS`` (worker threads per
     process, default ``ServiceSettings.threads``), ``BASE_URL`` (the service's public address, such as
-    ``https://pa.plan.example``, for absolute references in notifications)."""
+    ``https://pa.plan.example``, for absolute references in notifications), ``SUBSCRIPTION_ALLOW`` (host names,
+    addresses and networks, comma-separated, a Subscription endpoint may be at besides public https hosts)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -120,8 +124,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     if not ttl.isdigit() or not 60 <= int(ttl) <= 86400:
         raise ValueError("PRIORAUTH_TOKEN_TTL: seconds, 60 to 86400")
     base_url = public_base_url(env["PRIORAUTH_BASE_URL"]) if env.get("PRIORAUTH_BASE_URL") else None
+    allow = tuple(a.strip() for a in env.get("PRIORAUTH_SUBSCRIPTION_ALLOW", "").split(",") if a.strip())
     return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
                            config=load_config(cfg) if cfg else PayerConfig(),
                            policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
                            deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads),
-                           base_url=base_url)
+                           base_url=base_url, subscription_allow=allow)

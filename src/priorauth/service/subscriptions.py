@@ -37,6 +37,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from priorauth.service.endpoints import EndpointPolicy, EndpointRefused
 from priorauth.fhir.validate import validate_resource
 from priorauth.service.auth import Principal
 from priorauth.service.errors import FHIR_JSON, ApiError, operation_outcome
@@ -109,7 +110,7 @@ class Requested:
 Issue = tuple[str, str, str]          # (OperationOutcome issue code, diagnostics, FHIRPath)
 
 
-def check_subscription(resource: dict, now: datetime) -> Requested:
+def check_subscription(resource: dict, now: datetime, endpoints: EndpointPolicy | None = None) -> Requested:
     """The endpoint, headers, content and end of a Subscription this service accepts; otherwise ApiError: 400
     when it is not a valid FHIR Subscription, 422 when it is valid but asks for what the service does not do.
     Every problem found is listed, each with the element it is about."""
@@ -147,6 +148,9 @@ def check_subscription(resource: dict, now: datetime) -> Requested:
             _once(structure, ("structure", f"the endpoint is a URL string, not {type(endpoint).__name__}", where))
         else:
             problem = _endpoint_problem(endpoint)
+            refused = (endpoints or EndpointPolicy()).check_url(endpoint) if problem is None else None
+            if refused:
+                rules.append(("business-rule", refused, where))
             if problem:
                 rules.append(("value", problem, where))
         payload = channel.get("payload")
@@ -376,6 +380,7 @@ class Notifier:
         self.interval = max(0.05, float(self.settings.delivery_interval_seconds))
         #: the prefix of references in notifications: the public FHIR base when the service knows it
         self.fhir_base = f"{self.settings.base_url}/fhir/" if self.settings.base_url else ""
+        self.endpoints = EndpointPolicy(self.settings.subscription_allow)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
@@ -389,7 +394,7 @@ class Notifier:
         if not who.organization:
             raise ApiError(403, "a subscription is made by a provider client, for its organization's requests")
         now = self.now()
-        req = check_subscription(resource, now)
+        req = check_subscription(resource, now, self.endpoints)
         sid = str(uuid.uuid4())
         served = _accepted(resource, sid, req, who.organization)
         with self.store.writing() as s:
@@ -584,13 +589,26 @@ class Notifier:
 
     def _post(self, client: httpx.Client, endpoint: str, headers: list[tuple[str, str]],
               bundle: dict) -> tuple[bool, str | None]:
-        sent = list(headers) + [("Content-Type", FHIR_JSON), ("Accept", FHIR_JSON)]
+        """POST to the endpoint's checked address. The error returned (recorded for the provider) names the rule
+        or says that no 2xx came, never what answered; the server log has the detail."""
         try:
-            with client.stream("POST", endpoint, content=orjson.dumps(bundle), headers=sent) as r:
+            target = self.endpoints.target(endpoint)
+        except EndpointRefused as refused:
+            return False, str(refused)
+        sent = [h for h in headers if h[0].lower() != "host"] + [
+            ("Host", target.host_header), ("Content-Type", FHIR_JSON), ("Accept", FHIR_JSON)]
+        extensions = {"sni_hostname": target.server_name} if target.server_name else None
+        try:
+            with client.stream("POST", target.url, content=orjson.dumps(bundle), headers=sent,
+                               extensions=extensions) as r:
                 code = r.status_code            # the body of the answer is not read
         except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt
-            return False, type(exc).__name__
-        return (True, None) if 200 <= code < 300 else (False, f"HTTP {code}")
+            log.info("POST to a subscription endpoint failed: %s", type(exc).__name__)
+            return False, "no answer from the endpoint (no connection, or none in time)"
+        if 200 <= code < 300:
+            return True, None
+        log.info("a subscription endpoint answered HTTP %s", code)
+        return False, "the endpoint did not answer with 2xx"
 
     def _finish(self, job: _Job, ok: bool, error: str | None) -> None:
         now = self.now()
