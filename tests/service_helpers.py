@@ -99,6 +99,7 @@ class Harness:
 
 def make_harness(url: str, **settings) -> Harness:
     clock = Clock()
+    settings = {"token_rate_per_client": "100000/minute", "token_rate_per_address": "100000/minute", **settings}
     st = ServiceSettings(database_url=url, signing_key=b"test-signing-key-" * 3, config=CONFIG, now=clock,
                          deliver_notifications=False, token_ttl_seconds=10 * 86400, **settings)
     client = TestClient(create_app(st), raise_server_exceptions=False)

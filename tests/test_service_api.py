@@ -175,6 +175,34 @@ def test_the_same_bundle_from_another_organization_is_not_a_replay(h):
     assert "org-lakeshore" not in r.text and "Kowalski" not in r.text
 
 
+def test_a_resubmission_under_another_organizations_identifier_names_none_of_its_cases(h):
+    theirs, _ = submitted(h)                                                     # lakeshore's request
+    mine, _ = submitted(h, NEEDS_INFO, who="gulfcoast")
+    update = example(ELIGIBLE)                                                   # lakeshore's identifier ...
+    update["entry"][0]["resource"]["related"] = [{"claim": {"identifier": example(NEEDS_INFO)["identifier"]},
+                                                  "relationship": {"coding": [{"code": "prior"}]}}]
+    update["entry"][0]["resource"]["item"][0]["sequence"] = 1
+    r = h.submit("gulfcoast", update)                                            # ... as an update of gulfcoast's
+    assert r.status_code == 409 and "another submitter" in outcome_text(r)
+    assert theirs not in r.text and mine not in r.text
+    assert len(h.store.history(mine).submissions) == 1
+
+
+def test_a_refusal_names_the_members_element_without_echoing_its_value(h):
+    """The 400 for a bundle names the element of the member's data at fault, not the value sent (a birth date,
+    an identifier); problems elsewhere keep their value, which the sender needs to find them."""
+    b = example(ELIGIBLE)
+    patient = next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["birthDate"] = "1957-13-45"
+    b["entry"][0]["resource"]["diagnosis"][0]["diagnosisCodeableConcept"]["coding"][0]["code"] = "C9O.02"
+    r = h.submit("lakeshore", b)
+    assert r.status_code == 400
+    issues = r.json()["issue"]
+    born = [i for i in issues if i["expression"][0].endswith(".birthDate")]
+    assert born and "1957-13-45" not in r.text and "the value given" in born[0]["diagnostics"]
+    assert any("C9O.02" in i["diagnostics"] for i in issues)
+
+
 # ---- review ----------------------------------------------------------------------------------------------------
 def test_queue_filters_and_due_order(h):
     ids = {}
@@ -342,6 +370,37 @@ def test_token_endpoint_follows_rfc6749(h):
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert claims["role"] == "provider" and claims["org"] == "org-lakeshore" and claims["sub"] == "lakeshore"
+
+
+def test_token_requests_are_rate_limited_per_client_and_per_address(url):
+    h = make_harness(url, token_rate_per_client="2/minute", token_rate_per_address="8/minute")
+    try:
+        def ask(client_id, secret="wrong"):
+            return h.client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
+        # per client id: the third guess at one id within the minute is refused
+        assert [ask("guess-1").status_code for _ in range(3)] == [401, 401, 429]
+        # per address: make_harness's four registrations and these make eight; the ninth is refused
+        assert [ask("guess-2").status_code, ask("guess-3").status_code] == [401, 429]
+        r = ask("guess-4")
+        assert r.status_code == 429 and r.json()["error"] == "temporarily_unavailable"
+        assert int(r.headers["retry-after"]) >= 1 and "too many token requests" in r.json()["error_description"]
+        assert r.headers["cache-control"] == "no-store"
+        # the secret is not even checked once over the rate: the right secret is refused too
+        assert ask("lakeshore", h.secrets["lakeshore"]).status_code == 429
+    finally:
+        h.store.close()
+
+
+def test_an_unknown_client_costs_the_same_secret_check_as_a_known_one(h, monkeypatch):
+    from priorauth.store import core
+
+    checked = []
+    real = core.check_secret
+    monkeypatch.setattr(core, "check_secret", lambda secret, stored: checked.append(stored) or real(secret, stored))
+    assert h.store.authenticate("no-such-client", "x") is None
+    assert h.store.authenticate("lakeshore", "wrong") is None
+    assert h.store.authenticate("lakeshore", h.secrets["lakeshore"]) is not None
+    assert len(checked) == 3 and checked[0].startswith("pbkdf2_sha256$") and checked[0] != checked[1]
 
 
 def test_a_token_is_not_accepted_before_its_nbf(h):

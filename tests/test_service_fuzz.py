@@ -60,7 +60,7 @@ NAMES = sorted(EXAMPLE_BUNDLES)
 COUNTS: collections.Counter = collections.Counter()
 
 OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
-                "invalid_scope"}
+                "invalid_scope", "temporarily_unavailable"}
 ROLE_ROUTES = {  # path prefix -> roles (besides admin) that may use it
     "/review/cases/{case_id}/appeal": {"provider", "reviewer"},
     "/review/": {"reviewer"},
@@ -107,7 +107,7 @@ def response_problems(method: str, path: str, status: int, headers, body: bytes)
         return out
     data = _json(body)
     ctype = (headers.get("content-type") or "").split(";")[0].strip()
-    if path == "/oauth/token" and method.upper() == "POST" and status in (400, 401):
+    if path == "/oauth/token" and method.upper() == "POST" and status in (400, 401, 429):
         if not (isinstance(data, dict) and data.get("error") in OAUTH_ERRORS
                 and isinstance(data.get("error_description"), str)):
             out.append(f"{status} from the token endpoint is not RFC 6749 error JSON: {body[:300]!r}")

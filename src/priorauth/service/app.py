@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from priorauth import __version__
 from priorauth.policies import default_policy, load_policy
-from priorauth.service.auth import OAuthError, TokenIssuer, parse_token_request
+from priorauth.service.auth import OAuthError, TokenIssuer, TokenLimiter, parse_token_request
 from priorauth.service.core import AuthorizationService
 from priorauth.service.errors import FHIR_JSON, ApiError, issue_code, operation_outcome
 from priorauth.service.settings import ServiceSettings
@@ -112,6 +112,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     policy = load_policy(settings.policy_path) if settings.policy_path else default_policy()
     service = AuthorizationService(settings, store, policy)
     tokens = TokenIssuer(settings, store)
+    token_limiter = TokenLimiter(settings)
     extra_startup = []
 
     @asynccontextmanager
@@ -216,10 +217,13 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             client_id, secret, _scope = parse_token_request(await request.body(),
                                                             request.headers.get("content-type", ""),
                                                             request.headers.get("authorization"))
+            token_limiter.check(client_id, request.client.host if request.client else "unknown")
             body = await run_in_threadpool(tokens.issue, client_id, secret)
         except OAuthError as err:
             if err.status == 401:
                 headers["WWW-Authenticate"] = 'Basic realm="priorauth"'
+            if err.retry_after is not None:
+                headers["Retry-After"] = str(err.retry_after)
             return JSONResponse(err.body(), err.status, headers=headers)
         return JSONResponse(body, headers=headers)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,9 +46,10 @@ class Principal:
 class OAuthError(Exception):
     """An RFC 6749 section 5.2 error response."""
 
-    def __init__(self, status: int, error: str, description: str):
+    def __init__(self, status: int, error: str, description: str, retry_after: int | None = None):
         super().__init__(description)
         self.status, self.error, self.description = status, error, description
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
@@ -92,6 +94,33 @@ def parse_token_request(body: bytes, content_type: str, authorization: str | Non
     if "\x00" in client_id or "\x00" in secret:      # no client has one, and PostgreSQL cannot even look it up
         raise OAuthError(400, "invalid_request", "client_id and client_secret carry no NUL characters")
     return client_id, secret, one.get("scope")
+
+
+class TokenLimiter:
+    """Token requests per client id and per address, counted in a moving window (the ``limits`` library), so
+    that secrets cannot be guessed at speed; the counts live in ``settings.rate_limit_storage``."""
+
+    def __init__(self, settings: ServiceSettings):
+        from limits import parse
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        try:
+            self.per_client = parse(settings.token_rate_per_client)
+            self.per_address = parse(settings.token_rate_per_address)
+        except ValueError as exc:
+            raise ValueError(f"token rate limit: {exc}") from None
+        self.limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+
+    def check(self, client_id: str, address: str) -> None:
+        """Count one request; raises OAuthError 429 when the client id or the address is over its rate."""
+        for item, key in ((self.per_address, f"address:{address}"), (self.per_client, f"client:{client_id[:128]}")):
+            if not self.limiter.hit(item, "priorauth-token", key):
+                reset = self.limiter.get_window_stats(item, "priorauth-token", key).reset_time
+                wait = max(1, int(reset - time.time()) + 1)
+                raise OAuthError(429, "temporarily_unavailable",
+                                 f"too many token requests from this client or address; retry in {wait} seconds",
+                                 retry_after=wait)
 
 
 class TokenIssuer:

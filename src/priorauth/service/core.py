@@ -130,7 +130,7 @@ class AuthorizationService:
                 result = self.store.submit(bundle, text, organization=organization, received_at=received,
                                            evaluate=evaluate, actor=principal.actor, case_id=case_id, at=received)
         except BundleError as err:
-            raise ApiError(400, "the PAS request Bundle cannot be read", outcome=err.operation_outcome()) from None
+            raise ApiError(400, "the PAS request Bundle cannot be read", outcome=err.operation_outcome(redact=True)) from None
         except BundleIdentifierMissing as err:
             raise ApiError(400, str(err).split(": ", 1)[1], "Bundle.identifier", code="required") from None
         except IdempotencyConflict as err:

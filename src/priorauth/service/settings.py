@@ -75,6 +75,11 @@ class ServiceSettings:
     # host names, addresses and networks a Subscription endpoint may be at besides public https hosts (over http
     # and at private addresses too): PRIORAUTH_SUBSCRIPTION_ALLOW, comma-separated
     subscription_allow: tuple[str, ...] = ()
+    # token requests allowed per client id and per address (the limits library's notation), and where the counts
+    # are kept: memory:// per process, or a shared store such as redis://127.0.0.1:6379 for several workers
+    token_rate_per_client: str = "20/minute"
+    token_rate_per_address: str = "60/minute"
+    rate_limit_storage: str = "memory://"
 
 
 def public_base_url(value: str) -> str:
@@ -108,7 +113,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     ``TOKEN_TTL`` (seconds), ``NOTIFY`` (0 turns notification delivery off), ``THREADS`` (worker threads per
     process, default ``ServiceSettings.threads``), ``BASE_URL`` (the service's public address, such as
     ``https://pa.plan.example``, for absolute references in notifications), ``SUBSCRIPTION_ALLOW`` (host names,
-    addresses and networks, comma-separated, a Subscription endpoint may be at besides public https hosts)."""
+    addresses and networks, comma-separated, a Subscription endpoint may be at besides public https hosts),
+    ``TOKEN_RATE_PER_CLIENT`` and ``TOKEN_RATE_PER_ADDRESS`` (such as ``20/minute``), ``RATE_LIMIT_STORAGE``
+    (``memory://``, or ``redis://host:6379`` to count across workers)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -125,8 +132,10 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
         raise ValueError("PRIORAUTH_TOKEN_TTL: seconds, 60 to 86400")
     base_url = public_base_url(env["PRIORAUTH_BASE_URL"]) if env.get("PRIORAUTH_BASE_URL") else None
     allow = tuple(a.strip() for a in env.get("PRIORAUTH_SUBSCRIPTION_ALLOW", "").split(",") if a.strip())
+    rates = {k: env[f"PRIORAUTH_{k.upper()}"] for k in ("token_rate_per_client", "token_rate_per_address",
+                                                         "rate_limit_storage") if env.get(f"PRIORAUTH_{k.upper()}")}
     return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
                            config=load_config(cfg) if cfg else PayerConfig(),
                            policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
                            deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads),
-                           base_url=base_url, subscription_allow=allow)
+                           base_url=base_url, subscription_allow=allow, **rates)

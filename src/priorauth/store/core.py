@@ -13,6 +13,7 @@ on SQLite by writing in ``BEGIN IMMEDIATE`` transactions (one writer at a time).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 import hmac
 import json
 import os
@@ -240,6 +241,18 @@ def hash_secret(secret: str, *, salt: bytes | None = None, iterations: int = _PB
     salt = salt if salt is not None else os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", secret.encode("utf-8"), salt, iterations)
     return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def _foreign_conflict(system: str, value: str) -> IdempotencyConflict:
+    """The identifier is another organization's: a conflict that names none of its cases."""
+    return IdempotencyConflict(f"Bundle.identifier {system}|{value} is already in use by another submitter; give "
+                               "the request its own identifier")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A secret hash no client has: what an unknown client id's secret is checked against."""
+    return hash_secret(os.urandom(16).hex())
 
 
 def check_secret(secret: str, stored: str) -> bool:
@@ -732,8 +745,7 @@ class Store:
                 self._append_audit(s, actor.name, actor.role, "case.submit.replay", case.id,
                                    {"submission": sub.id, "determination": det.id, "content_hash": digest})
         if foreign:
-            raise IdempotencyConflict(f"Bundle.identifier {system}|{value} is already in use by another submitter; "
-                                      "give the request its own identifier")
+            raise _foreign_conflict(system, value)
         if same is None:
             raise self._conflict(system, value, used)
         return SubmitResult(case, sub, det, False)
@@ -759,9 +771,10 @@ class Store:
             row = s.execute(select(CaseRow).where(CaseRow.id == case_id).with_for_update()).scalar_one()
             used = self._identifier_used(s, system, value)
             if used is not None and used != case_id:
+                foreign = s.get(CaseRow, used).organization != row.organization
                 self._append_audit(s, actor.name, actor.role, "case.resubmit.conflict", case_id,
-                                   {"content_hash": digest})
-                conflict = self._conflict(system, value, used)
+                                   {"content_hash": digest, "other_organization": foreign})
+                conflict = _foreign_conflict(system, value) if foreign else self._conflict(system, value, used)
             else:
                 conflict = None
                 at = self.clock()
@@ -863,9 +876,13 @@ class Store:
         return secret
 
     def authenticate(self, client_id: str, secret: str) -> ClientRow | None:
+        """The client, when the secret is its own. An unknown or disabled client costs the same hash as a known
+        one, so the time of the answer does not tell which client ids exist."""
         with self._read() as s:
             row = s.get(ClientRow, client_id)
-        if row is None or row.disabled or not check_secret(secret, row.secret_hash):
+        stored = row.secret_hash if row is not None and not row.disabled else _dummy_hash()
+        ok = check_secret(secret, stored)
+        if row is None or row.disabled or not ok:
             return None
         return row
 

@@ -89,8 +89,10 @@ class BundleReader:
     def base(k: int) -> str:
         return f"Bundle.entry[{k}].resource"
 
-    def fail(self) -> BundleError:
-        return BundleError(self.origin, self.issues + self.unrouted)
+    def fail(self, issues: list[tuple[str, str, str]] | None = None) -> BundleError:
+        """The BundleError of these problems (default: all found), knowing which entries hold the member's data."""
+        personal = [k for rt in ("Patient", "RelatedPerson", "Coverage") for k in self.by_type.get(rt, ())]
+        return BundleError(self.origin, self.issues + self.unrouted if issues is None else issues, personal)
 
     def _index(self, entries: list) -> None:
         res_list, labels, by_url, by_key, by_type = self.res, self.labels, self.by_url, self.by_key, self.by_type

@@ -208,7 +208,7 @@ class _Reader(ClaimReader, MemberReader, PractitionerReader, ObservationReader, 
         self._attach(case)
         case.notes.extend(self.notes)
         if self.unrouted:
-            case._unrouted = BundleError(self.origin, self.unrouted)
+            case._unrouted = self.fail(self.unrouted)
             case.notes.extend(f"{expr}: {message}" for expr, _, message in self.unrouted)
         return case
 
