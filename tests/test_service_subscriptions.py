@@ -120,9 +120,26 @@ def subscription(endpoint: str, content: str | None = "full-resource", **changes
     return sub
 
 
-def subscribe(h, who: str, body: dict | str):
+class Subscribed:
+    """The answer to a POST of a Subscription, with ``json()`` the Subscription read back once its handshake
+    (sent off the request path) is done; ``posted`` is the 201 answer itself (``requested``)."""
+
+    def __init__(self, h, who: str, r):
+        self.posted, self.status_code, self.headers, self.text = r, r.status_code, r.headers, r.text
+        self._h, self._who = h, who
+
+    def json(self):
+        body = self.posted.json()
+        if self.status_code != 201:
+            return body
+        return self._h.client.get(f"/fhir/Subscription/{body['id']}", headers=self._h.auth(self._who)).json()
+
+
+def subscribe(h, who: str, body: dict | str) -> Subscribed:
     text = body if isinstance(body, str) else json.dumps(body)
-    return h.client.post("/fhir/Subscription", content=text, headers={**h.auth(who), **FHIR})
+    r = h.client.post("/fhir/Subscription", content=text, headers={**h.auth(who), **FHIR})
+    h.app.state.notifier.settle()
+    return Subscribed(h, who, r)
 
 
 def submitted(h, name=ELIGIBLE, who="lakeshore"):
@@ -143,6 +160,7 @@ def notifications(h, sid: str | None = None) -> list[NotificationRow]:
 def test_subscriber_gets_a_handshake_then_the_decision_with_the_claimresponse(h, receiver):
     r = subscribe(h, "lakeshore", subscription(receiver.url("/lakeshore")))
     assert r.status_code == 201, r.text
+    assert r.posted.json()["status"] == "requested"          # answered at once; the handshake runs after
     sub = r.json()
     sid = sub["id"]
     assert sub["resourceType"] == "Subscription" and sub["status"] == "active"
@@ -481,7 +499,7 @@ def test_bad_subscriptions_are_refused_naming_the_element(h, receiver):
 # ---- audit ------------------------------------------------------------------------------------------------------
 def test_every_subscription_read_and_write_is_audited_without_headers_or_patient_data(h, receiver, caplog):
     caplog.set_level(logging.DEBUG)
-    sid = subscribe(h, "lakeshore", subscription(receiver.url())).json()["id"]
+    sid = subscribe(h, "lakeshore", subscription(receiver.url())).posted.json()["id"]
     h.client.get(f"/fhir/Subscription/{sid}", headers=h.auth("lakeshore"))
     h.client.get(f"/fhir/Subscription/{sid}/$status", headers=h.auth("lakeshore"))
     case_id = submitted(h)
@@ -663,3 +681,35 @@ def test_a_host_that_resolves_into_the_plans_network_is_refused_at_each_connecti
     assert deliver_pending(h.app) == 0
     [row] = notifications(h, sid)
     assert "https" in row.last_error and receiver.bundles(kind="event-notification") == []
+
+
+def test_a_subscriber_that_never_answers_holds_no_request_thread(h):
+    """Eight subscriptions to an endpoint that accepts connections and never answers: each POST is answered at
+    once (requested), and /health and $submit are answered while every handshake still waits on the endpoint;
+    then each handshake times out and its subscription is in error."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)                       # connections queue here; nothing is ever read or answered
+    notifier = h.app.state.notifier
+    notifier.timeout_seconds = 2.0
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}/never"
+    try:
+        ids = []
+        for _ in range(8):
+            r = h.client.post("/fhir/Subscription", content=json.dumps(subscription(endpoint)),
+                              headers={**h.auth("lakeshore"), **FHIR})
+            assert r.status_code == 201 and r.json()["status"] == "requested"
+            ids.append(r.json()["id"])
+        assert h.client.get("/health").status_code == 200
+        assert h.submit("lakeshore", example(ELIGIBLE)).status_code == 201
+        with notifier._lock:
+            waiting = len(notifier._pending)
+        assert waiting > 0, "the handshakes were waited for on the request path"
+        notifier.settle()
+        for sid in ids:
+            sub = h.client.get(f"/fhir/Subscription/{sid}", headers=h.auth("lakeshore")).json()
+            assert sub["status"] == "error" and "no answer from the endpoint" in sub["error"]
+    finally:
+        silent.close()

@@ -1,9 +1,11 @@
 """FHIR Subscriptions (the Subscriptions R5 Backport for R4, rest-hook channel): a provider's system subscribes to
 the Da Vinci PAS topic and is sent a notification when a reviewer decides one of its organization's requests.
 
-- ``POST /fhir/Subscription`` validates the Subscription, stores it (``requested``), sends the backport
-  ``handshake`` to the endpoint and answers 201 with the Subscription: ``active`` when the endpoint answered the
-  handshake with 2xx, ``error`` (stored, with ``Subscription.error`` saying why) when it did not.
+- ``POST /fhir/Subscription`` validates the Subscription, stores it and answers 201 with it ``requested``; the
+  backport ``handshake`` is sent to the endpoint by a small pool of threads off the request path (an endpoint
+  that never answers holds none of the threads serving requests), and the subscription becomes ``active`` when
+  the endpoint answered it with 2xx, ``error`` (with ``Subscription.error`` saying why) when it did not. A
+  subscription left ``requested`` by a process that stopped is handshaken again by the delivery pass.
 - ``GET``/``DELETE /fhir/Subscription/{id}`` and ``GET /fhir/Subscription/{id}/$status`` for the subscribing
   organization only (404 to any other, as for a subscription that does not exist).
 - The outbox: a store listener writes one notification row per active subscription of the case's organization
@@ -31,6 +33,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.concurrency import run_in_threadpool
@@ -72,6 +76,8 @@ BACKOFF_SECONDS = 30.0                # 30 s, 1 min, 2 min, ... doubling
 MAX_BACKOFF_SECONDS = 3600.0          # at most an hour between attempts (about 3 hours in all)
 LEASE_SECONDS = 120.0                 # a claimed notification is claimable again after this (a worker died)
 TIMEOUT_SECONDS = 5.0                 # connect, write and read timeouts of a POST to an endpoint
+HANDSHAKE_THREADS = 4                 # handshakes under way at once per process (off the request threads)
+STALE_HANDSHAKE_SECONDS = 120         # a subscription still requested this long after it was made is handshaken again
 BATCH = 50                            # notifications claimed per transaction
 MAX_HEADERS = 10
 MAX_HEADER_CHARS = 4096
@@ -385,6 +391,10 @@ class Notifier:
         self._thread: threading.Thread | None = None
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
+        # handshakes run here, off the request threads: an endpoint that never answers holds one of these (for
+        # at most the timeout), never a thread serving requests
+        self._handshakes = ThreadPoolExecutor(max_workers=HANDSHAKE_THREADS, thread_name_prefix="priorauth-handshake")
+        self._pending: set[Future] = set()
 
     def now(self) -> datetime:
         return as_utc(self.settings.now())
@@ -406,12 +416,38 @@ class Notifier:
                                      {"subscription": sid, "topic": PAS_TOPIC, "endpoint": req.endpoint,
                                       "content": req.content, "header_count": len(req.headers),
                                       "organization": who.organization})
+        future = self._handshakes.submit(self._handshake, sid, req.endpoint, req.headers, served, now)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return served
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for the handshakes under way (tests, and a stop that lets them finish)."""
+        with self._lock:
+            pending = list(self._pending)
+        futures_wait(pending, timeout=timeout)
+
+    def _handshake(self, sid: str, endpoint: str, headers: list[tuple[str, str]], served: dict, now: datetime) -> None:
+        """POST the handshake; the subscription becomes active (2xx) or error, unless it changed meanwhile."""
+        try:
+            self._handshake_once(sid, endpoint, headers, served, now)
+        except Exception as exc:  # noqa: BLE001 - a failed handshake leaves the subscription requested (logged)
+            log.error("subscription %s: the handshake could not be recorded: %s", sid, type(exc).__name__)
+
+    def _handshake_once(self, sid: str, endpoint: str, headers: list[tuple[str, str]], served: dict,
+                        now: datetime) -> None:
+        served = dict(served)
         handshake = notification_bundle(sid, status_parameters(sid, "requested", "handshake", 0,
                                                                id_=str(uuid.uuid5(_NAMESPACE, f"{sid}|handshake")),
                                                                fhir_base=self.fhir_base),
                                         now, bundle_id=str(uuid.uuid5(_NAMESPACE, f"{sid}|handshake|bundle")))
         with httpx.Client(timeout=self.timeout_seconds, follow_redirects=False) as client:
-            ok, error = self._post(client, req.endpoint, req.headers, handshake)
+            ok, error = self._post(client, endpoint, headers, handshake)
         status = "active" if ok else "error"
         if not ok:
             served["error"] = f"the handshake to the endpoint failed ({error}); no notifications are sent to an " \
@@ -424,7 +460,6 @@ class Notifier:
             self.store._append_audit(s, SYSTEM.name, SYSTEM.role, "subscription.handshake", None,
                                      {"subscription": sid, "ok": ok, "result": error or "2xx"})
         log.info("subscription %s: handshake %s, status %s", sid, "answered" if ok else f"failed ({error})", status)
-        return served
 
     def _access(self, sid: str, who: Principal, action: str, work, *, lock: bool = False):
         """``work(session, row)`` on the subscription, in one transaction with its audit entry, when the caller's
@@ -500,7 +535,11 @@ class Notifier:
 
     # ---- delivery -----------------------------------------------------------------------------------------------
     def deliver_pending(self) -> int:
-        """Deliver the notifications that are due, once; returns how many were delivered."""
+        """Deliver the notifications that are due, once (after the handshakes under way, and handshaking again
+        subscriptions left requested by a process that stopped); returns how many were delivered."""
+        self.settle()
+        self._restart_handshakes()
+        self.settle()
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(timeout=self.timeout_seconds, follow_redirects=False)
@@ -518,6 +557,19 @@ class Notifier:
         if delivered or failed:
             log.info("notifications: %d delivered, %d not delivered", delivered, failed)
         return delivered
+
+    def _restart_handshakes(self) -> None:
+        cutoff = self.now() - timedelta(seconds=STALE_HANDSHAKE_SECONDS)
+        with self.store._read() as s:
+            rows = list(s.scalars(select(SubscriptionRow).where(SubscriptionRow.status == "requested",
+                                                                SubscriptionRow.created_at < cutoff).limit(BATCH)))
+        for row in rows:
+            served = orjson.loads(row.resource_json)
+            future = self._handshakes.submit(self._handshake, row.id, row.endpoint,
+                                             [_split(h) for h in json.loads(row.headers)], served, self.now())
+            with self._lock:
+                self._pending.add(future)
+            future.add_done_callback(self._done)
 
     def _claim(self) -> tuple[list[_Job], int]:
         """The due notifications this worker now holds (for the lease time), and how many rows were claimed
@@ -665,6 +717,7 @@ class Notifier:
 
     def stop(self) -> None:
         self._stop.set()
+        self.settle(timeout=self.timeout_seconds + 1)
         if self._thread is not None:
             self._thread.join(timeout=self.timeout_seconds * 3 + 5)
             self._thread = None
@@ -721,9 +774,9 @@ def _notifier(request: Request) -> Notifier:
              description="An R4 Subscription on the PAS topic (`criteria` "
                          f"`{PAS_TOPIC}`), channel `rest-hook` to an http(s) endpoint, payload "
                          "`application/fhir+json` with the backport payload content `full-resource`, `id-only` "
-                         "or `empty`, optional `channel.header`. The endpoint is sent a handshake at once: the "
-                         "answer is the Subscription `active`, or `error` when the handshake was not answered "
-                         "with 2xx. Notifications cover your organization's requests only, whatever filter is "
+                         "or `empty`, optional `channel.header`. The answer is the Subscription `requested`; the "
+                         "endpoint is sent a handshake in the background, and the Subscription becomes `active`, "
+                         "or `error` when the handshake was not answered with 2xx (read it back). Notifications cover your organization's requests only, whatever filter is "
                          "given.")
 async def create(request: Request, who: Principal = Depends(caller("provider"))):
     resource, _text = await read_resource(request, "Subscription")
