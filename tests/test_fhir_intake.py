@@ -775,6 +775,9 @@ BAD = {
         ("Bundle.entry[11].resource", "required", "the entry has no resource")])[1],
     "npi_not_ten_digits": lambda b: (res(b, "Practitioner/prac-1")["identifier"][0].update(value="12345"), [
         (where(b, "Practitioner/prac-1", "identifier[0].value"), "value", "'12345' is not an NPI (10 digits)")])[1],
+    "npi_in_other_digits": lambda b: (res(b, "Practitioner/prac-1")["identifier"][0].update(value="١٢٣٤٥٦٧٨٩٣"), [
+        (where(b, "Practitioner/prac-1", "identifier[0].value"), "value",
+         "'١٢٣٤٥٦٧٨٩٣' is not an NPI (10 digits)")])[1],
     "therapy_intent_unknown": _set("MedicationStatement/len-maint", "category", cc(C.CS_THERAPY_INTENT, "salvage"), (
         "category.coding[0].code", "value", "'salvage' is not one of induction, consolidation, maintenance")),
     "no_time_of_receipt": lambda b: (b.pop("timestamp"), res(b, "Claim/claim-1").pop("created"), [

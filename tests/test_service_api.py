@@ -403,6 +403,30 @@ def test_an_unknown_client_costs_the_same_secret_check_as_a_known_one(h, monkeyp
     assert len(checked) == 3 and checked[0].startswith("pbkdf2_sha256$") and checked[0] != checked[1]
 
 
+def test_an_admin_administers_and_neither_submits_nor_decides(h):
+    case_id, _ = submitted(h)
+    assert h.submit("ops-admin", example(NEEDS_INFO)).status_code == 403
+    r = h.decide("ops-admin", case_id, "approve")
+    assert r.status_code == 403 and "admin role may not" in outcome_text(r)
+    assert h.store.history(case_id).decisions == []
+    assert h.client.get("/review/queue", headers=h.auth("ops-admin")).status_code == 200
+    assert h.client.get(f"/review/cases/{case_id}", headers=h.auth("ops-admin")).status_code == 200
+
+
+@pytest.mark.parametrize("npi, specialty, why", [
+    ("١٢٣٤٥٦٧٨٩٣", HEMONC, "reviewer_npi"),                      # the valid NPI, in Arabic-Indic digits
+    ("1234567893", "not a physician", "clinician"), ("1234567893", "non-clinical staff", "clinician"),
+    ("1234567893", "retired pharmacist", "clinician"),
+])
+def test_a_denial_needs_a_clinician_by_ascii_npi_and_unambiguous_specialty(h, npi, specialty, why):
+    case_id, _ = submitted(h)
+    r = h.client.post(f"/review/cases/{case_id}/decision", headers=h.auth("dr-reviewer"),
+                      json={"action": "deny", "reason": "I.A.7 not met: prior BCMA-directed therapy",
+                            "reviewer_npi": npi, "reviewer_specialty": specialty})
+    assert r.status_code in (400, 422) and why in outcome_text(r)
+    assert h.store.history(case_id).decisions == []
+
+
 def test_a_token_is_not_accepted_before_its_nbf(h):
     claims = jwt.decode(h.tokens["dr-reviewer"], options={"verify_signature": False})
     key = h.app.state.settings.signing_key

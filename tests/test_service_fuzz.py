@@ -61,10 +61,12 @@ COUNTS: collections.Counter = collections.Counter()
 
 OAUTH_ERRORS = {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
                 "invalid_scope", "temporarily_unavailable"}
-ROLE_ROUTES = {  # path prefix -> roles (besides admin) that may use it
+ROLE_ROUTES = {  # path prefix -> roles that may use it (an admin administers: it neither submits nor decides)
     "/review/cases/{case_id}/appeal": {"provider", "reviewer"},
-    "/review/": {"reviewer"},
-    "/admin/": set(),
+    "/review/cases/{case_id}/decision": {"reviewer"},
+    "/review/cases/{case_id}/extension": {"reviewer"},
+    "/review/": {"reviewer", "admin"},
+    "/admin/": {"admin"},
     "/fhir/ClaimResponse/": {"provider", "reviewer"},
     "/fhir/": {"provider"},
     "/cds-services/priorauth-order-sign": {"provider"},
@@ -159,7 +161,7 @@ def _parses(body: Any) -> bool:
 
 
 def roles_for(path: str) -> set[str] | None:
-    """The roles (besides admin) a route admits; None for a public route."""
+    """The roles a route admits; None for a public route."""
     if path in PUBLIC:
         return None
     for prefix, roles in ROLE_ROUTES.items():
@@ -354,7 +356,7 @@ def _run_schemathesis(h, *, examples: int, variants: tuple[str, ...], modes=(Gen
                     if ok and allowed is not None:
                         if variant in ("none", "garbage"):
                             problems.append(f"{response.status_code} without a valid token")
-                        elif role != "admin" and role not in allowed:
+                        elif role not in allowed:
                             problems.append(f"{response.status_code} to the {role} role")
                         elif variant == "other-provider" and real_case is not None:
                             problems.append(f"{response.status_code}: another organization's case was served")
@@ -1011,6 +1013,10 @@ def test_bad_tokens_are_401_and_wrong_roles_403(h, request):
         call(method, path, h.auth("dr-reviewer")["Authorization"], {403}, "reviewer")
     for method, path in PROVIDER_ONLY:
         call(method, path, h.auth("dr-reviewer")["Authorization"], {403}, "reviewer")
+    # separation of duties: an admin neither submits nor decides (it reads the queue and administers)
+    for method, path in PROVIDER_ONLY + [("POST", "/review/cases/x/decision"), ("POST", "/review/cases/x/extension"),
+                                         ("POST", "/review/cases/x/appeal"), ("POST", "/fhir/Subscription")]:
+        call(method, path, h.auth("ops-admin")["Authorization"], {403}, "admin")
     # a token stays good until it expires (by the service's clock), then is refused
     call("GET", "/review/queue", h.auth("dr-reviewer")["Authorization"], {200}, "reviewer")
     h.clock.advance(days=11)

@@ -263,7 +263,7 @@ class Prescriber(_Fact):
         if v is None:
             return v
         s = str(v).strip()
-        if not re.fullmatch(r"\d{10}", s):
+        if not re.fullmatch(r"[0-9]{10}", s):          # ASCII digits: \d would take other scripts' digits
             raise ValueError(f"{v!r} is not an NPI (10 digits)")
         return s
 

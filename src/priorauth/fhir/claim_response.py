@@ -93,7 +93,7 @@ _CLINICIAN_WORDS = re.compile(
     r"ophthalmology|otolaryngology|anesthesiology|pharmacology|infectious diseases?|transplant)\b")
 _NON_CLINICAL_WORDS = re.compile(
     r"\b(technician|tech|coordinator|clerk|representative|intake|administrator|administrative|billing|coder|"
-    r"coding|customer service)\b")
+    r"coding|customer service|not|non|no|none|former|retired|student|trainee)\b")
 
 
 def cited_criteria(text: str) -> tuple[str, ...]:
@@ -107,7 +107,7 @@ def cited_criteria(text: str) -> tuple[str, ...]:
 
 def is_valid_npi(npi: str) -> bool:
     """Ten digits whose last is the Luhn check digit of the other nine with the card prefix 80840 (CMS)."""
-    if not isinstance(npi, str) or not re.fullmatch(r"\d{10}", npi):
+    if not isinstance(npi, str) or not re.fullmatch(r"[0-9]{10}", npi):     # ASCII digits only
         return False
     total = 0
     for i, ch in enumerate(reversed("80840" + npi)):

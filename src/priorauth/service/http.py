@@ -127,7 +127,7 @@ def _fhirpath(root: str, path: tuple) -> str:
 
 
 def caller(*roles: str) -> Callable[..., Principal]:
-    """A dependency: the caller, whose bearer token must carry one of ``roles`` (admin passes every check)."""
+    """A dependency: the caller, whose bearer token must carry one of ``roles`` (an admin only where named)."""
 
     # async: the check is a little CPU (an HS256 signature), not worth a hop to the thread pool
     async def dependency(request: Request,

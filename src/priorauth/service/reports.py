@@ -91,7 +91,7 @@ def report(request: Request,
            start: str = Query(..., max_length=10, description="First decision date (YYYY-MM-DD, UTC), inclusive"),
            end: str = Query(..., max_length=10, description="Last decision date (YYYY-MM-DD, UTC), inclusive"),
            format: Literal["json", "csv"] = Query("json", description="json (default) or csv"),
-           who: Principal = Depends(caller("reviewer"))):
+           who: Principal = Depends(caller("reviewer", "admin"))):
     svc = service_of(request)
     first, last = parse_day(start, "start"), parse_day(end, "end")
     try:

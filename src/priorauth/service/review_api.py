@@ -30,7 +30,7 @@ class DecisionIn(BaseModel):
     action: Literal["approve", "modify", "deny", "pend"]
     reason: str = Field("", max_length=4000, description="Required except for an approval; a denial cites "
                                                           "the criteria it rests on (such as I.A.7)")
-    reviewer_npi: str = Field(..., min_length=10, max_length=10, pattern=r"^\d{10}$")
+    reviewer_npi: str = Field(..., min_length=10, max_length=10, pattern=r"^[0-9]{10}$")
     reviewer_specialty: str = Field(..., min_length=1, max_length=256,
                                     description="NUCC taxonomy code or the specialty in words")
     auth_number: str | None = Field(None, min_length=1, max_length=64)
@@ -66,7 +66,7 @@ def queue(request: Request,
           overdue: bool | None = Query(None, description="Only overdue (true) or not overdue (false) cases"),
           line_of_business: str | None = Query(None, max_length=64),
           limit: int = Query(200, ge=1, le=1000),
-          who: Principal = Depends(caller("reviewer"))):
+          who: Principal = Depends(caller("reviewer", "admin"))):
     svc = service_of(request)
     if due_before is not None and due_before.tzinfo is None:
         raise ApiError(400, "due_before needs a time zone offset (such as Z)", "due_before", code="value")
@@ -91,7 +91,8 @@ def queue(request: Request,
 
 
 @router.get("/cases/{case_id}", summary="One case: determination, criterion trace, evidence and history")
-def case(request: Request, case_id: str = Path(..., pattern=_CASE_ID), who: Principal = Depends(caller("reviewer"))):
+def case(request: Request, case_id: str = Path(..., pattern=_CASE_ID),
+         who: Principal = Depends(caller("reviewer", "admin"))):
     return json_response(service_of(request).case_detail(case_id, who))
 
 
