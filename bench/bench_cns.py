@@ -1,13 +1,15 @@
 """CNS text reading (I.A.6): time and peak memory per text size, to show that the work grows linearly.
 
-    .venv/bin/python bench/bench_cns.py [--sizes 1000,100000,1000000] [--seed 7]
+    .venv/bin/python bench/bench_cns.py [--sizes 1000,100000,1000000] [--kinds history,dense,run-on,negated] [--seed 7]
 
 Texts are generated, deterministic for a seed:
 - "history": problem-list entries, one a line; about 1 entry in 20 names a CNS condition in one of the context
   kinds (negated, preventive, family, uncertain, historical, present), with dates and doses that vary, so that
   the memo of repeated clauses does not hide the work;
 - "dense": every sentence names a CNS condition (all different), the worst case for the pipeline;
-- "run-on": one sentence without punctuation, a mention every 40 words (read in bounded windows).
+- "run-on": one sentence without punctuation, a mention every 40 words (read in bounded windows);
+- "negated": every clause denies CNS conditions ("No seizures, no stroke and no TIA"), a templated review of
+  systems repeated.
 Each text is read by a fresh reader (empty memos, its pipeline built beforehand); time is the wall time of one
 read on one core, peak memory the tracemalloc peak of the same read by another fresh reader.
 """
@@ -70,9 +72,25 @@ def run_on_text(size: int, rng: random.Random) -> str:
     return " ".join(words)[:size]
 
 
+def negated_text(size: int, rng: random.Random) -> str:
+    """Negation-heavy: every clause denies CNS conditions, as a templated review of systems repeats it."""
+    out, n = [], 0
+    while n < size:
+        s = fill(rng.choice(("No seizures, no stroke and no TIA (visit {n}).", "Denies headache, seizure or "
+                             "stroke, day {n}.", "No CNS involvement; no history of seizures ({y}).",
+                             "Negative for stroke, TIA or dementia on exam {s}.")), rng)
+        out.append(s)
+        n += len(s) + 1
+    return " ".join(out)[:size]
+
+
+KINDS = {"history": history_text, "dense": dense_text, "run-on": run_on_text, "negated": negated_text}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     one_core()
@@ -81,7 +99,7 @@ def main() -> None:
     CnsReader(cns).text("no seizures")
     print(f"pipeline built in {(time.perf_counter() - t0) * 1000:.0f} ms (once per process); one core")
     print(f"{'text':8} {'size':>9} {'mentions':>9} {'time':>10} {'per KB':>10} {'peak memory':>12}")
-    for kind, make in (("history", history_text), ("dense", dense_text), ("run-on", run_on_text)):
+    for kind, make in ((k, KINDS[k]) for k in args.kinds.split(",")):
         for size in (int(s) for s in args.sizes.split(",")):
             text = make(size, random.Random(args.seed))
             reader = fresh(cns)

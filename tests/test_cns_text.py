@@ -315,7 +315,7 @@ def test_mentions_past_the_bound_are_unread_not_absent(t):
 
 def test_pieces_are_bounded_and_keep_their_window():
     b = _Bounds(segment_chars=100, window_chars=30, quote_chars=50, memo_text_chars=10, memo_entries=8,
-                vocab_strings=1000, mentions_read=10)
+                memo_bytes=10_000, vocab_strings=1000, mentions_read=10)
     text = " ".join(["x"] * 1000)
     mentions = [(s, s + 1, "k") for s in range(0, len(text), 2)][::37]
     pieces = list(_pieces(text, mentions, b))
@@ -331,11 +331,11 @@ def test_pieces_are_bounded_and_keep_their_window():
 def test_consecutive_clauses_are_read_together_each_a_sentence_of_its_own():
     text = "No seizures. Stroke 2019; TIA\nepilepsy. Hypertension. Diabetes. No stroke"
     spans = [(3, 11, "a"), (13, 19, "b"), (26, 29, "c"), (30, 38, "d"), (69, 75, "e")]
-    b = _Bounds(600, 200, 200, 2000, 8, 1000, 400)
+    b = _Bounds(600, 200, 200, 2000, 8, 10_000, 1000, 400)
     assert [(text[a:z], starts) for a, z, starts, _ in _pieces(text, spans, b)] == [
         ("No seizures. Stroke 2019; TIA\nepilepsy.", (13, 26, 30)),   # the clauses without mentions split them
         ("No stroke", ())]
-    small = _Bounds(20, 5, 200, 2000, 8, 1000, 400)
+    small = _Bounds(20, 5, 200, 2000, 8, 10_000, 1000, 400)
     assert [text[a:z] for a, z, _, _ in _pieces(text, spans[:4], small)] == ["No seizures.", "Stroke 2019; TIA",
                                                                           "epilepsy."]
 
@@ -432,3 +432,14 @@ def test_rules_rewritten_for_speed_find_the_same_modifiers():
         return out
 
     assert found(fast) == found(original)
+
+
+def test_the_piece_memo_is_bounded_in_bytes_as_well_as_in_entries():
+    from priorauth.terminology.cns import _Memo
+
+    memo = _Memo(size=100, max_bytes=1000)
+    for i in range(50):
+        memo.put(("cns", f"piece {i}"), ("value",), 300)
+    assert memo.bytes <= 1000 and memo.get(("cns", "piece 49")) == ("value",) and memo.get(("cns", "piece 0")) is None
+    memo.put(("cns", "huge"), ("value",), 5000)            # larger than the whole budget: never kept
+    assert memo.get(("cns", "huge")) is None and memo.bytes <= 1000

@@ -223,18 +223,27 @@ def test_ucum_customary_units_in_brackets():
     assert factor("[oz_av]", "g") == pytest.approx(28.349523125)
 
 
+def test_a_string_longer_than_any_unit_is_refused_and_never_kept():
+    from priorauth.clinical import units
+
+    before = units._factor.cache_info().currsize
+    with pytest.raises(UnitError, match="characters long: not a unit"):
+        factor("mg/" + "d" * 5000, SERUM)
+    assert units._factor.cache_info().currsize == before
+
+
 def test_first_use_from_many_threads_at_once_is_safe(monkeypatch):
     """The service evaluates in a thread pool: the registry is made once and pint is used under a lock."""
     from priorauth.clinical import units
 
     monkeypatch.setattr(units, "_registry", None)
     units._parse.cache_clear()
-    units.factor.cache_clear()
+    units._factor.cache_clear()
     try:
         _threads_convert(units)
     finally:   # what was parsed belongs to the fresh registry, which monkeypatch is about to replace
         units._parse.cache_clear()
-        units.factor.cache_clear()
+        units._factor.cache_clear()
 
 
 def _threads_convert(units) -> None:

@@ -397,8 +397,22 @@ class _Reading:
     classes: frozenset[str] = frozenset()
 
 
-@lru_cache(maxsize=4096)
+_READ_MEMO_CHARS = 512      # entries naming more than this are read every time, never kept (the memo stays < 3 MB)
+
+
 def _read(term: Terminology, names: tuple[str, ...]) -> _Reading:
+    """How an entry's names read (drugs, meanings, unread names); memoized for entries of ordinary length."""
+    if sum(len(n) for n in names) > _READ_MEMO_CHARS:
+        return _read_names(term, names)
+    return _read_memo(term, names)
+
+
+@lru_cache(maxsize=4096)
+def _read_memo(term: Terminology, names: tuple[str, ...]) -> _Reading:
+    return _read_names(term, names)
+
+
+def _read_names(term: Terminology, names: tuple[str, ...]) -> _Reading:
     resolve = term.resolve
     if len(names) == 1:
         res = resolve(names[0])

@@ -118,9 +118,18 @@ def _parse_locked(unit: str) -> pint.Quantity:
     return q
 
 
-@lru_cache(maxsize=4096)
+MAX_UNIT_CHARS = 64         # no unit anyone writes is longer; a longer string is refused, never parsed or kept
+
+
 def factor(unit: str, target: str) -> float:
     """The number that converts a value in ``unit`` to ``target``."""
+    if isinstance(unit, str) and len(unit) > MAX_UNIT_CHARS:
+        raise UnitError(f"{unit[:24]!r}... is {len(unit)} characters long: not a unit (at most {MAX_UNIT_CHARS})")
+    return _factor(unit, target)
+
+
+@lru_cache(maxsize=4096)
+def _factor(unit: str, target: str) -> float:
     with _PINT_LOCK:
         try:
             ratio = (_parse(unit) / _parse(target)).to_base_units()

@@ -109,6 +109,7 @@ class _Bounds:
     quote_chars: int
     memo_text_chars: int
     memo_entries: int
+    memo_bytes: int
     vocab_strings: int
     mentions_read: int
 
@@ -269,22 +270,29 @@ def _fast_rules(ConTextRule, tokenizer, rules: list) -> list:
 
 
 class _Memo:
-    """A bounded least-recently-used memo; callers hold the lock that guards it."""
+    """A least-recently-used memo bounded in entries and in bytes (an estimate given with each entry: the text its
+    key holds and the quotes and cues of its value); callers hold the lock that guards it."""
 
-    def __init__(self, size: int):
-        self._size = size
-        self._data: OrderedDict = OrderedDict()
+    def __init__(self, size: int, max_bytes: int):
+        self._size, self._max_bytes = size, max_bytes
+        self._data: OrderedDict = OrderedDict()      # key -> (value, size)
+        self.bytes = 0
 
     def get(self, key):
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
+        item = self._data.get(key)
+        if item is None:
+            return None
+        self._data.move_to_end(key)
+        return item[0]
 
-    def put(self, key, value) -> None:
-        self._data[key] = value
-        if len(self._data) > self._size:
-            self._data.popitem(last=False)
+    def put(self, key, value, size: int) -> None:
+        if size > self._max_bytes or key in self._data:
+            return
+        self._data[key] = (value, size)
+        self.bytes += size
+        while len(self._data) > self._size or self.bytes > self._max_bytes:
+            _, (_, dropped) = self._data.popitem(last=False)
+            self.bytes -= dropped
 
 
 class _Pipeline:
@@ -297,7 +305,7 @@ class _Pipeline:
         self._bounds = bounds
         self._lock = threading.Lock()
         self._nlp = None
-        self._memo = _Memo(bounds.memo_entries)
+        self._memo = _Memo(bounds.memo_entries, bounds.memo_bytes)
         self._date = re.compile(spec["date_token"])
 
     def _rule(self, ConTextRule, data: dict):
@@ -379,7 +387,8 @@ class _Pipeline:
             doc.spans[kind] = targets
             self._contexts[kind](doc)
             found = tuple(resolve(doc, t) for t in targets)
-            self._memo.put(key, found)
+            self._memo.put(key, found, 2 * len(piece) + sum(len(x) for r in found for x in r if isinstance(x, str))
+                           + 64 * (len(spans) + len(clause_starts)) + 200)
             if len(self._nlp.vocab.strings) > self._bounds.vocab_strings:
                 self._nlp = None        # rebuilt on next use: spaCy's string store only grows
             return found
@@ -420,8 +429,8 @@ class CnsReader:
         self._cancels = {k: tuple(v) for k, v in spec.get("cancels", {}).items()}
         b = spec["bounds"]
         self._bounds = _Bounds(int(b["segment_chars"]), int(b["window_chars"]), int(b["quote_chars"]),
-                               int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["vocab_strings"]),
-                               int(b["mentions_read"]))
+                               int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["memo_bytes"]),
+                               int(b["vocab_strings"]), int(b["mentions_read"]))
         self._pipeline = _Pipeline(spec, self._bounds)
         self._text_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_text)
         self._code_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._code)

@@ -16,7 +16,8 @@ from priorauth.terminology import normalize as nz
 __all__ = ["Drug", "Resolution", "DrugCodes", "DrugVocabulary", "read_drug_data", "STATUSES"]
 
 STATUSES = ("verified", "secondary", "unverified")
-_MEMO_LIMIT = 100_000
+_MEMO_LIMIT = 20_000          # entries, and
+_MEMO_BYTES = 8_000_000       # an estimate of their bytes (key, reason and hints): the memo stops growing at either
 _MEMO_KEY_LIMIT = 256          # longer texts are resolved every time, never kept
 _ENTRY_FIELDS = frozenset((
     "generic", "classes", "kind", "target", "brands", "suffix", "aliases", "abbreviations", "dev_codes", "rxcui",
@@ -117,6 +118,13 @@ def read_drug_data(read: Callable[[str], dict]) -> dict:
     }
 
 
+def _size(raw: str, found: "Resolution") -> int:
+    """About how many bytes a memo entry holds: its text twice (the key and the resolution's copy), the strings
+    the resolution explains itself with, and the objects around them."""
+    words = sum(len(x) for x in (found.reason or "", *(found.hints or ()), *(found.normalized or ())) if isinstance(x, str))
+    return 2 * len(raw) + words + 400
+
+
 class DrugVocabulary:
     """Drugs and regimen acronyms indexed by every key a record may use. Build it from :func:`read_drug_data`."""
 
@@ -133,6 +141,7 @@ class DrugVocabulary:
         self._codes: dict[tuple[str, str | None], DrugCodes] = {}
         self._route_formulation: dict[tuple[str, str], str] = {}
         self._memo: dict[str, Resolution] = {}
+        self._memo_bytes = 0
         self._anti: dict[Drug, bool] = {}          # is_anti_myeloma per drug (a fixed set: bounded)
         self.entries: list[dict] = data["drugs"]
         for entry in self.entries:
@@ -288,8 +297,9 @@ class DrugVocabulary:
         found = self._memo.get(raw) if len(raw) <= _MEMO_KEY_LIMIT else None
         if found is None:
             found = self._resolve(raw)
-            if len(raw) <= _MEMO_KEY_LIMIT and len(self._memo) < _MEMO_LIMIT:
+            if len(raw) <= _MEMO_KEY_LIMIT and len(self._memo) < _MEMO_LIMIT and self._memo_bytes < _MEMO_BYTES:
                 self._memo[raw] = found
+                self._memo_bytes += _size(raw, found)
         if found.kind == "ambiguous" and beside:
             return self._decide(found, [d for name in beside for d in self.resolve(name).drugs],
                                 "ambiguous acronym decided by the drugs written beside it")

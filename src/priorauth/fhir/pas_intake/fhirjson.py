@@ -58,6 +58,7 @@ def _codings(cc: Any) -> list:
 
 _DATE_MEMO: dict[str, tuple[date | None, str | None]] = {}
 _DATE_MEMO_LIMIT = 65536
+_DATE_MEMO_KEY = 40          # the longest FHIR dateTime is 35 characters: nothing longer is kept (at most 2.6 MB)
 
 
 def _parse_date(text: Any) -> tuple[date | None, str | None]:
@@ -68,7 +69,7 @@ def _parse_date(text: Any) -> tuple[date | None, str | None]:
     except (KeyError, TypeError):
         pass
     found = _read_date(text)
-    if text.__class__ is str and len(_DATE_MEMO) < _DATE_MEMO_LIMIT:
+    if text.__class__ is str and len(text) <= _DATE_MEMO_KEY and len(_DATE_MEMO) < _DATE_MEMO_LIMIT:
         _DATE_MEMO[text] = found
     return found
 
