@@ -432,9 +432,10 @@ class CnsReader:
                                int(b["memo_text_chars"]), int(b["memo_entries"]), int(b["memo_bytes"]),
                                int(b["vocab_strings"]), int(b["mentions_read"]))
         self._pipeline = _Pipeline(spec, self._bounds)
-        self._text_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_text)
+        # texts up to memo_text_chars, memoized whole: bounded in entries and in bytes, as the pieces are
+        self._texts = _Memo(self._bounds.memo_entries, self._bounds.memo_bytes)
+        self._texts_lock = threading.Lock()
         self._code_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._code)
-        self._workup_memo = lru_cache(maxsize=self._bounds.memo_entries)(self._read_workup)
 
     # ---- codes -----------------------------------------------------------------------------------------------
     def code(self, code: str) -> CnsMatch | None:
@@ -456,9 +457,22 @@ class CnsReader:
         """Every CNS mention in the text, in order, each with its assertion."""
         if not text:
             return ()
-        if len(text) <= self._bounds.memo_text_chars:
-            return self._text_memo(text)
-        return self._read_text(text)
+        if len(text) > self._bounds.memo_text_chars:
+            return self._read_text(text)
+        return self._memoized(("text", text), self._read_text, text)
+
+    def _memoized(self, key: tuple, read: Callable, text: str):
+        with self._texts_lock:
+            found = self._texts.get(key)
+        if found is None:
+            found = read(text)
+            matches = found if isinstance(found, tuple) else (found,)
+            size = 2 * len(text) + 300 + sum(
+                len(x) for m in matches if m is not None
+                for x in ((m,) if isinstance(m, str) else (m.matched, m.quote, m.cue, m.why)) if isinstance(x, str))
+            with self._texts_lock:
+                self._texts.put(key, found, size)
+        return found
 
     def _read_text(self, text: str) -> tuple[CnsMatch, ...]:
         mentions = self._mentions.find(text)
@@ -514,9 +528,10 @@ class CnsReader:
         """The clause documenting a negative neurologic work-up ("MRI brain negative"), None when there is none."""
         if not text:
             return None
-        if len(text) <= self._bounds.memo_text_chars:
-            return self._workup_memo(text)
-        return self._read_workup(text)
+        if len(text) > self._bounds.memo_text_chars:
+            return self._read_workup(text)
+        found = self._memoized(("workup", text), lambda t: self._read_workup(t) or "", text)
+        return found or None
 
     def _read_workup(self, text: str) -> str | None:
         found = self._workups.find(text)
