@@ -73,8 +73,10 @@ class Harness:
     def store(self):
         return self.client.app.state.store
 
-    def register(self, client_id: str, role: str, organization: str | None = None) -> str:
-        secret = self.store.add_client(client_id, role, organization, Actor("test:setup", "admin"))
+    def register(self, client_id: str, role: str, organization: str | None = None, npi: str = REVIEWER_NPI,
+                 specialty: str = HEMONC) -> str:
+        identity = {"npi": npi, "specialty": specialty} if role == "reviewer" else {}
+        secret = self.store.add_client(client_id, role, organization, Actor("test:setup", "admin"), **identity)
         self.secrets[client_id] = secret
         r = self.client.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret))
         assert r.status_code == 200, r.text
@@ -91,9 +93,9 @@ class Harness:
     def inquire(self, who: str, bundle: dict):
         return self.client.post("/fhir/Claim/$inquire", content=json.dumps(bundle), headers={**self.auth(who), **FHIR})
 
-    def decide(self, who: str, case_id: str, action: str, reason: str = "", specialty: str = HEMONC, **kw):
-        body = {"action": action, "reason": reason, "reviewer_npi": REVIEWER_NPI, "reviewer_specialty": specialty,
-                **kw}
+    def decide(self, who: str, case_id: str, action: str, reason: str = "", **kw):
+        """A decision by reviewer client ``who``, recorded under the NPI and specialty it is registered with."""
+        body = {"action": action, "reason": reason, **kw}
         return self.client.post(f"/review/cases/{case_id}/decision", json=body, headers=self.auth(who))
 
 

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from priorauth.cli import app as cli
-from service_helpers import (EXAMPLES, FHIR, HEMONC, claim_response, example, make_harness, outcome_text,
+from priorauth.store import Actor
+from priorauth.store.models import ClientRow
+from service_helpers import (EXAMPLES, FHIR, HEMONC, REVIEWER_NPI, claim_response, example, make_harness, outcome_text,
                              review_codes, with_identifier)
 
 ELIGIBLE = "eligible-flc-only.json"
@@ -261,7 +263,8 @@ def test_a_denial_needs_a_clinician_and_a_cited_criterion(h):
     case_id, _ = submitted(h, NEEDS_INFO)
     r = h.decide("dr-reviewer", case_id, "deny", "not enough information")
     assert r.status_code == 422 and "cite" in outcome_text(r) and "reason" in outcome_text(r)
-    r = h.decide("dr-reviewer", case_id, "deny", "I.A.7 not documented", specialty="claims processor")
+    h.register("clerk", "reviewer", specialty="claims processor")
+    r = h.decide("clerk", case_id, "deny", "I.A.7 not documented")
     assert r.status_code == 422 and "clinician" in outcome_text(r)
     r = h.decide("dr-reviewer", case_id, "deny", "I.Z.99 is not met")
     assert r.status_code == 422 and "I.Z.99" in outcome_text(r)
@@ -413,18 +416,41 @@ def test_an_admin_administers_and_neither_submits_nor_decides(h):
     assert h.client.get(f"/review/cases/{case_id}", headers=h.auth("ops-admin")).status_code == 200
 
 
-@pytest.mark.parametrize("npi, specialty, why", [
-    ("١٢٣٤٥٦٧٨٩٣", HEMONC, "reviewer_npi"),                      # the valid NPI, in Arabic-Indic digits
-    ("1234567893", "not a physician", "clinician"), ("1234567893", "non-clinical staff", "clinician"),
-    ("1234567893", "retired pharmacist", "clinician"),
-])
-def test_a_denial_needs_a_clinician_by_ascii_npi_and_unambiguous_specialty(h, npi, specialty, why):
+@pytest.mark.parametrize("specialty", ["not a physician", "non-clinical staff", "retired pharmacist"])
+def test_a_denial_needs_a_reviewer_registered_with_an_unambiguous_clinical_specialty(h, specialty):
+    h.register("r-2", "reviewer", specialty=specialty)
     case_id, _ = submitted(h)
-    r = h.client.post(f"/review/cases/{case_id}/decision", headers=h.auth("dr-reviewer"),
-                      json={"action": "deny", "reason": "I.A.7 not met: prior BCMA-directed therapy",
-                            "reviewer_npi": npi, "reviewer_specialty": specialty})
-    assert r.status_code in (400, 422) and why in outcome_text(r)
+    r = h.decide("r-2", case_id, "deny", "I.A.7 not met: prior BCMA-directed therapy")
+    assert r.status_code == 422 and "clinician" in outcome_text(r)
     assert h.store.history(case_id).decisions == []
+
+
+def test_a_decision_is_recorded_under_the_reviewers_registered_identity(h):
+    """The NPI and specialty come from the reviewer client's registration: a request may repeat them, not change
+    them; a reviewer registered without them (before migration 0006) cannot decide; an NPI in other scripts'
+    digits is refused at registration."""
+    with pytest.raises(ValueError, match="npi"):
+        h.store.add_client("r-arabic", "reviewer", None, Actor("test:setup", "admin"), npi="١٢٣٤٥٦٧٨٩٣",
+                           specialty=HEMONC)
+    with pytest.raises(ValueError, match="npi"):
+        h.store.add_client("r-none", "reviewer", None, Actor("test:setup", "admin"))
+    case_id, _ = submitted(h)
+    r = h.decide("dr-reviewer", case_id, "approve", reviewer_npi="1245319599")
+    assert r.status_code == 422 and "reviewer_npi" in outcome_text(r) and "registered" in outcome_text(r)
+    r = h.decide("dr-reviewer", case_id, "approve", reviewer_specialty="claims processor")
+    assert r.status_code == 422 and "reviewer_specialty" in outcome_text(r)
+    with h.store.writing() as s:                       # a reviewer registered before reviewers carried identities
+        s.add(ClientRow(client_id="legacy", secret_hash="x", role="reviewer", organization=None,
+                        created_at=h.clock(), disabled=False))
+    legacy = jwt.encode({**jwt.decode(h.tokens["dr-reviewer"], options={"verify_signature": False}), "sub": "legacy"},
+                        h.app.state.settings.signing_key, algorithm="HS256")
+    r = h.client.post(f"/review/cases/{case_id}/decision", json={"action": "approve"},
+                      headers={"Authorization": f"Bearer {legacy}"})
+    assert r.status_code == 403 and "--npi" in outcome_text(r)
+    r = h.decide("dr-reviewer", case_id, "approve", reviewer_npi=REVIEWER_NPI)       # the same: accepted
+    assert r.status_code == 201
+    [d] = h.store.history(case_id).decisions
+    assert (d.reviewer_npi, d.specialty) == (REVIEWER_NPI, HEMONC)
 
 
 def test_a_token_is_not_accepted_before_its_nbf(h):

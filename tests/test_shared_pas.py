@@ -86,9 +86,9 @@ def service(tmp_path_factory):
                          now=clock, deliver_notifications=False, token_ttl_seconds=10 * 86400)
     client = TestClient(create_app(st), raise_server_exceptions=False)
     store = client.app.state.store
-    secrets = {who: store.add_client(who, role, "org-sender" if role == "provider" else None,
-                                     Actor("test:setup", "admin"))
-               for who, role in (("sender", "provider"), ("reviewer", "reviewer"))}
+    secrets = {"sender": store.add_client("sender", "provider", "org-sender", Actor("test:setup", "admin")),
+               "reviewer": store.add_client("reviewer", "reviewer", None, Actor("test:setup", "admin"),
+                                            npi="1234567893", specialty="207RH0003X")}
 
     def tokens() -> dict:      # issued on the service's clock as it stands
         out = {}

@@ -107,7 +107,7 @@ def test_migrate_from_empty_matches_the_models(url):
     assert s.schema_revision() is None
     s.migrate()
     s.migrate()                                   # idempotent
-    assert s.schema_revision() == "0005_claim_identifier"
+    assert s.schema_revision() == "0006_reviewer_identity"
     with s.engine.connect() as c:
         diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
         if s.dialect == "postgresql" and c.execute(text(

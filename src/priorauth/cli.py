@@ -364,15 +364,20 @@ def client_add(
     client_id: str = typer.Argument(..., help="The client's id."),
     role: str = typer.Option(..., "--role", help="provider, reviewer or admin."),
     organization: Optional[str] = typer.Option(None, "--organization", help="A provider's organization."),
+    npi: Optional[str] = typer.Option(None, "--npi", help="A reviewer's NPI (required for a reviewer)."),
+    specialty: Optional[str] = typer.Option(None, "--specialty",
+                                            help="A reviewer's specialty: NUCC code or words (required for a reviewer)."),
     database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
 ) -> None:
-    """Register a client; prints its secret once (only a hash is stored)."""
+    """Register a client; prints its secret once (only a hash is stored). A reviewer's decisions are recorded
+    under the NPI and specialty it is registered with."""
     from priorauth.store import Actor
 
     store = _open_store(database_url, data_dir)
     try:
-        secret = store.add_client(client_id, role, organization, Actor("cli:client-add", "admin"))
+        secret = store.add_client(client_id, role, organization, Actor("cli:client-add", "admin"), npi=npi,
+                                  specialty=specialty)
     except ValueError as exc:
         _err(str(exc))
         raise typer.Exit(EXIT_INPUT) from None

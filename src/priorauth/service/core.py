@@ -294,8 +294,25 @@ class AuthorizationService:
             "events": [{"at": _instant(e.at), "kind": e.kind, "changes": json.loads(e.detail)} for e in h.events],
         }
 
-    def decide(self, case_id: str, principal: Principal, action: str, reason: str, reviewer_npi: str,
-               reviewer_specialty: str, auth_number: str | None = None) -> tuple[DecisionRow, dict]:
+    def reviewer(self, principal: Principal, reviewer_npi: str | None = None,
+                 reviewer_specialty: str | None = None) -> tuple[str, str]:
+        """The NPI and specialty a decision of this reviewer is recorded under: its registration's. Values a
+        request gives must be those (they are never taken from it)."""
+        client = self.store.client(principal.client_id)
+        if client is None or not client.npi or not client.specialty:
+            raise ApiError(403, "this reviewer client is registered without its NPI and specialty; register it with "
+                                "them (priorauth client add ID --role reviewer --npi NPI --specialty SPECIALTY)")
+        for given, own, field in ((reviewer_npi, client.npi, "reviewer_npi"),
+                                  (reviewer_specialty, client.specialty, "reviewer_specialty")):
+            if given is not None and given.strip() != own:
+                raise ApiError(422, f"{field}: a decision is recorded under the reviewer's registered "
+                                    f"{field.split('_')[1].upper() if field.endswith('npi') else 'specialty'}, not "
+                                    "one given with it; leave it out", field, code="business-rule")
+        return client.npi, client.specialty
+
+    def decide(self, case_id: str, principal: Principal, action: str, reason: str, reviewer_npi: str | None = None,
+               reviewer_specialty: str | None = None, auth_number: str | None = None) -> tuple[DecisionRow, dict]:
+        reviewer_npi, reviewer_specialty = self.reviewer(principal, reviewer_npi, reviewer_specialty)
         row = self.case_for(case_id, principal, "case.read")
         if row.status not in OPEN_STATUSES:
             raise _wrong_state(row.status, _DECIDE)

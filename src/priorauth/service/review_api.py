@@ -30,9 +30,12 @@ class DecisionIn(BaseModel):
     action: Literal["approve", "modify", "deny", "pend"]
     reason: str = Field("", max_length=4000, description="Required except for an approval; a denial cites "
                                                           "the criteria it rests on (such as I.A.7)")
-    reviewer_npi: str = Field(..., min_length=10, max_length=10, pattern=r"^[0-9]{10}$")
-    reviewer_specialty: str = Field(..., min_length=1, max_length=256,
-                                    description="NUCC taxonomy code or the specialty in words")
+    reviewer_npi: str | None = Field(None, min_length=10, max_length=10, pattern=r"^[0-9]{10}$",
+                                     description="Optional: the decision is recorded under the reviewer client's "
+                                                 "registered NPI; a value given must be that one")
+    reviewer_specialty: str | None = Field(None, min_length=1, max_length=256,
+                                           description="Optional: the registered specialty is recorded; a value "
+                                                       "given must be that one")
     auth_number: str | None = Field(None, min_length=1, max_length=64)
 
 
@@ -56,6 +59,10 @@ class ClientIn(BaseModel):
     client_id: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
     role: Literal["provider", "reviewer", "admin"]
     organization: str | None = Field(None, min_length=1, max_length=256)
+    npi: str | None = Field(None, min_length=10, max_length=10, pattern=r"^[0-9]{10}$",
+                            description="A reviewer's NPI (required for a reviewer), under which its decisions are made")
+    specialty: str | None = Field(None, min_length=1, max_length=256,
+                                  description="A reviewer's specialty, NUCC code or words (required for a reviewer)")
 
 
 @router.get("/queue", summary="The review queue, earliest due first")
@@ -125,12 +132,13 @@ def appeal(request: Request, body: AppealIn, case_id: str = Path(..., pattern=_C
 def add_client(request: Request, body: ClientIn, who: Principal = Depends(caller("admin"))):
     svc = service_of(request)
     try:
-        secret = svc.store.add_client(body.client_id, body.role, body.organization, who.actor)
+        secret = svc.store.add_client(body.client_id, body.role, body.organization, who.actor, npi=body.npi,
+                                      specialty=body.specialty)
     except ValueError as exc:
         status = 409 if "already registered" in str(exc) else 422
         raise ApiError(status, str(exc), str(exc).split(" ")[0].rstrip(":"), code="business-rule") from None
     return json_response({"client_id": body.client_id, "client_secret": secret, "role": body.role,
-                          "organization": body.organization}, 201)
+                          "organization": body.organization, "npi": body.npi, "specialty": body.specialty}, 201)
 
 
 @admin.get("/audit/verify", summary="Walk the audit chain and check the stored records against it")

@@ -857,22 +857,34 @@ class Store:
 
     # ---- clients ---------------------------------------------------------------------------------------------
     def add_client(self, client_id: str, role: str, organization: str | None, actor: Actor,
-                   secret: str | None = None) -> str:
-        """Register an OAuth2 client; returns its secret (generated unless given), stored only as a hash."""
+                   secret: str | None = None, *, npi: str | None = None, specialty: str | None = None) -> str:
+        """Register an OAuth2 client; returns its secret (generated unless given), stored only as a hash. A
+        reviewer is registered with its NPI and specialty, under which its decisions are recorded."""
+        from priorauth.fhir.claim_response import is_valid_npi
+
         if role not in ROLES:
             raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
         if not isinstance(client_id, str) or not client_id.strip() or len(client_id) > 128:
             raise ValueError("client_id: 1 to 128 characters")
         if role == "provider" and not (organization and organization.strip()):
             raise ValueError("organization: a provider client belongs to an organization")
+        if role == "reviewer":
+            if not is_valid_npi(npi or ""):
+                raise ValueError("npi: a reviewer is registered with its NPI (10 digits, Luhn check digit)")
+            if not (isinstance(specialty, str) and specialty.strip()) or len(specialty) > 256:
+                raise ValueError("specialty: a reviewer is registered with its specialty (a NUCC code or words)")
+        elif npi is not None or specialty is not None:
+            raise ValueError("npi: only a reviewer is registered with an NPI and specialty")
         secret = secret or secrets.token_urlsafe(32)
         with self.writing() as s:
             if s.get(ClientRow, client_id) is not None:
                 raise ValueError(f"client_id {client_id!r} is already registered")
             s.add(ClientRow(client_id=client_id, secret_hash=hash_secret(secret), role=role,
-                            organization=organization, created_at=self.clock(), disabled=False))
+                            organization=organization, created_at=self.clock(), disabled=False, npi=npi,
+                            specialty=specialty.strip() if specialty else None))
             self._append_audit(s, actor.name, actor.role, "client.add", None,
-                               {"client_id": client_id, "role": role, "organization": organization})
+                               {"client_id": client_id, "role": role, "organization": organization, "npi": npi,
+                                "specialty": specialty})
         return secret
 
     def authenticate(self, client_id: str, secret: str) -> ClientRow | None:
@@ -885,6 +897,10 @@ class Store:
         if row is None or row.disabled or not ok:
             return None
         return row
+
+    def client(self, client_id: str) -> ClientRow | None:
+        with self._read() as s:
+            return s.get(ClientRow, client_id)
 
     def clients(self) -> list[ClientRow]:
         with self._read() as s:

@@ -171,6 +171,10 @@ class ClientRow(Base):
     organization: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a reviewer's own NPI and specialty (NUCC code or words): a decision is recorded under these, never under
+    # what a request says (migration 0006; None for other roles)
+    npi: Mapped[str | None] = mapped_column(String(10))
+    specialty: Mapped[str | None] = mapped_column(String(256))
 
 
 class SubscriptionRow(Base):
