@@ -335,6 +335,36 @@ def test_truncating_the_audit_log_is_found(store):
     assert store.verify_audit() == (False, 2, 3)
 
 
+def test_a_tail_cut_off_with_the_head_rewritten_is_found_by_an_anchor_kept_elsewhere(store, tmp_path):
+    """A database owner who deletes the last entries and sets the head row to the new last one leaves a chain
+    that verifies by itself; the anchor the plan printed earlier (`priorauth audit anchor`) finds the cut."""
+    from typer.testing import CliRunner
+
+    from priorauth.cli import app as cli
+
+    for i in range(3):
+        store.audit("admin:ops", "admin", "audit.export", None, {"n": i})
+    kept = store.anchor()
+    assert kept["seq"] == 3 and store.check_anchor(kept) is None
+    store.audit("admin:ops", "admin", "audit.export", None, {"n": 3})
+    assert store.check_anchor(kept) is None                  # later entries do not disturb an anchor
+    path = tmp_path / "anchor.json"
+    path.write_text(json.dumps(kept))
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["audit", "verify", "--anchor", str(path), "--database-url", store.url])
+    assert ok.exit_code == 0, ok.output
+    bypass_append_only(store)
+    with store.engine.begin() as c:                          # cut the tail and make the head agree
+        c.execute(text("delete from audit_log where seq >= 3"))
+        second = c.execute(text("select hash from audit_log where seq = 2")).scalar_one()
+        c.execute(text("update audit_head set seq = 2, hash = :h where id = 1"), {"h": second})
+    assert store.verify_audit()[0]                           # the chain alone looks whole
+    assert "gone" in store.check_anchor(kept)
+    r = runner.invoke(cli, ["audit", "verify", "--anchor", str(path), "--database-url", store.url])
+    assert r.exit_code == 1 and "anchor" in r.output and "cut back" in r.output
+    assert store.check_anchor({"seq": "x"}) is not None
+
+
 def test_a_replay_never_crosses_organizations(store):
     bundle, text_ = example("eligible-flc-only.json")
     first = submit(store, bundle, text_)

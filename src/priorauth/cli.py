@@ -398,18 +398,48 @@ def client_list(
     store.close()
 
 
+@audit_app.command("anchor")
+def audit_anchor(
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """Print the audit chain's head (seq, hash, time) as JSON, to keep outside this database: `audit verify
+    --anchor FILE` later proves the chain still holds it (a truncated tail is found)."""
+    import json
+
+    store = _open_store(database_url, data_dir)
+    try:
+        typer.echo(json.dumps(store.anchor()))
+    finally:
+        store.close()
+
+
 @audit_app.command("verify")
 def audit_verify(
+    anchor: List[Path] = typer.Option([], "--anchor", help="An anchor `audit anchor` printed (JSON file); repeatable."),
     database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
 ) -> None:
     """Walk the hash-chained audit log, and check every stored submission, determination and decision against
-    the hash its audit entry recorded; exit 1 at the first entry that does not verify or when a record does not
-    match."""
+    the hash its audit entry recorded, and each --anchor against the chain; exit 1 at the first entry that does
+    not verify, when a record does not match or when an anchored entry is gone or changed."""
+    import json
+
+    anchors = []
+    for path in anchor:
+        try:
+            anchors.append((path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError) as exc:
+            _err(f"--anchor {path}: cannot be read as JSON ({type(exc).__name__})")
+            raise typer.Exit(EXIT_INPUT) from None
     store = _open_store(database_url, data_dir)
     try:
         ok, checked, bad = store.verify_audit()
         counts, problems = store.verify_records() if ok else ({}, [])
+        for path, data in anchors:
+            wrong = store.check_anchor(data if isinstance(data, dict) else {})
+            if wrong:
+                problems.append(f"anchor {path}: {wrong}")
     finally:
         store.close()
     if not ok:

@@ -511,6 +511,31 @@ class Store:
                 return False, checked, checked + 1
         return True, checked, None
 
+    def anchor(self) -> dict[str, Any]:
+        """The audit chain's head as an anchor a plan keeps outside this database (printed, published, sent to
+        another system): ``{"seq", "hash", "at"}`` of the last entry. :meth:`check_anchor` later proves the
+        chain still holds that entry, so a tail cut off (and the head row rewritten to match) is found."""
+        with self._read() as s:
+            row = s.scalars(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+        if row is None:
+            return {"seq": 0, "hash": GENESIS_HASH, "at": None}
+        return {"seq": row.seq, "hash": row.hash, "at": _instant(row.at)}
+
+    def check_anchor(self, anchor: dict) -> str | None:
+        """None when the chain still holds the anchored entry (same seq, same hash); else what is wrong."""
+        seq, digest = anchor.get("seq"), anchor.get("hash")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(digest, str):
+            return "the anchor is not {\"seq\": N, \"hash\": \"...\"} as `priorauth audit anchor` prints it"
+        if seq == 0:
+            return None
+        with self._read() as s:
+            row = s.scalars(select(AuditRow).where(AuditRow.seq == seq)).first()
+        if row is None:
+            return f"audit entry {seq} of the anchor is gone: the chain was cut back to before it"
+        if row.hash != digest:
+            return f"audit entry {seq} is not the one anchored (its hash differs): the chain was rewritten"
+        return None
+
     def verify_records(self, limit: int = 100) -> tuple[dict[str, int], list[str]]:
         """Each stored submission, determination and decision against the hash its audit entry recorded when it
         was stored: ``({"submissions": n, "determinations": n, "decisions": n}, problems)`` (rows checked; at
