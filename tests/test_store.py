@@ -365,6 +365,54 @@ def test_a_tail_cut_off_with_the_head_rewritten_is_found_by_an_anchor_kept_elsew
     assert store.check_anchor({"seq": "x"}) is not None
 
 
+@pytest.mark.parametrize("tamper", ["delete a case", "delete a decision", "delete a determination",
+                                    "move a decision", "move a determination", "set a case status",
+                                    "set a determination outcome", "add a decision"])
+def test_the_audit_finds_records_deleted_moved_added_or_restated(store, tamper):
+    """Each kind of tampering a database owner could do beside rewriting content is named by verify_records."""
+    a = submit(store, *scenario_bundle(0, "TAMPER-1"))
+    b = submit(store, *scenario_bundle(1, "TAMPER-2"))
+    d = store.record_decision(a.case.id, decision("deny", "Does not meet I.A.7: prior BCMA-directed therapy"),
+                              REVIEWER)
+    assert store.verify_records()[1] == []
+    for table in ("cases", "submissions", "determinations", "decisions", "events"):
+        if table in APPEND_ONLY:
+            bypass_append_only(store, table)
+    with store.engine.begin() as c:
+        run = lambda sql, **kw: c.execute(text(sql), kw)  # noqa: E731
+        if tamper == "delete a case":
+            for table in ("decisions", "determinations", "events", "submissions"):
+                run(f"DELETE FROM {table} WHERE case_id = :c", c=b.case.id)
+            run("DELETE FROM cases WHERE id = :c", c=b.case.id)
+            expected = f"case {b.case.id}: the audit records its submission, but the case is no longer stored"
+        elif tamper == "delete a decision":
+            run("DELETE FROM decisions WHERE id = :d", d=d.id)
+            expected = f"case {a.case.id} decision {d.id}: recorded by the audit, no longer stored"
+        elif tamper == "delete a determination":
+            run("DELETE FROM determinations WHERE id = :d", d=b.determination.id)
+            expected = f"case {b.case.id} determination of submission 1: recorded by the audit, no longer stored"
+        elif tamper == "move a decision":
+            run("UPDATE decisions SET case_id = :c WHERE id = :d", c=b.case.id, d=d.id)
+            expected = f"case {b.case.id} decision {d.id}: the audit records it in case {a.case.id}"
+        elif tamper == "move a determination":
+            run("UPDATE determinations SET case_id = :c WHERE id = :d", c=a.case.id, d=b.determination.id)
+            expected = f"case {a.case.id} determination of submission 1 of case {b.case.id}: moved"
+        elif tamper == "set a case status":
+            run("UPDATE cases SET status = 'approved' WHERE id = :c", c=a.case.id)
+            expected = f"case {a.case.id}: its status approved is not the denied its events set"
+        elif tamper == "set a determination outcome":
+            run("UPDATE determinations SET outcome = 'not_applicable' WHERE id = :d", d=a.determination.id)
+            expected = (f"case {a.case.id} determination of submission 1: its outcome not_applicable is not the "
+                        f"{a.determination.outcome} recorded")
+        else:
+            run("INSERT INTO decisions (case_id, action, reason, reviewer_npi, specialty, auth_number, decided_at, "
+                "recorded_at) SELECT case_id, 'approve', '', reviewer_npi, specialty, 'PA-X', decided_at, "
+                "recorded_at FROM decisions WHERE id = :d", d=d.id)
+            expected = "no audit entry records it"
+    problems = store.verify_records()[1]
+    assert any(expected in p for p in problems), problems
+
+
 def test_a_replay_never_crosses_organizations(store):
     bundle, text_ = example("eligible-flc-only.json")
     first = submit(store, bundle, text_)
@@ -528,7 +576,7 @@ def test_changed_records_are_found_against_their_audit_entries(store):
                            evaluate=evaluate, actor=PROVIDER)
     d1 = store.record_decision(second.case.id, decision("pend", "send the FLC series"), REVIEWER)
     store.record_decision(first.case.id, decision("pend", "send the PET-CT report"), REVIEWER)
-    assert store.verify_records() == ({"submissions": 3, "determinations": 3, "decisions": 2}, [])
+    assert store.verify_records() == ({"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2}, [])
     for table in ("submissions", "determinations", "decisions"):
         bypass_append_only(store, table)            # as a database owner could
     changed = json.loads(second.submission.text)
@@ -543,10 +591,12 @@ def test_changed_records_are_found_against_their_audit_entries(store):
                   {"id": third.determination.id})
         c.execute(text("UPDATE decisions SET reason = 'approved after all' WHERE id = :id"), {"id": d1.id})
     counts, problems = store.verify_records()
-    assert counts == {"submissions": 3, "determinations": 3, "decisions": 2}
+    assert counts == {"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2}
     assert problems == [
         f"case {second.case.id} submission 1: its content is not what was stored",
         f"case {first.case.id} submission 2: its content is not what was stored",
+        f"case {first.case.id} determination of submission 2: its outcome does_not_meet is not the "
+        f"{third.determination.outcome} recorded",
         f"case {first.case.id} determination of submission 2: its content is not what was stored",
         f"case {second.case.id} decision {d1.id}: its content is not what was stored"]
     assert store.verify_audit()[0]                  # the chain itself is intact: the rows around it changed

@@ -537,18 +537,20 @@ class Store:
         return None
 
     def verify_records(self, limit: int = 100) -> tuple[dict[str, int], list[str]]:
-        """Each stored submission, determination and decision against the hash its audit entry recorded when it
-        was stored: ``({"submissions": n, "determinations": n, "decisions": n}, problems)`` (rows checked; at
-        most ``limit`` problems, each naming the case and the row: content changed, or no audit entry records
-        it). A determination or decision whose audit entry carries no hash (one stored before the entries did) is
-        not counted."""
-        # what the audit recorded of each submission (its entry's detail: the content hash and the hash of the
-        # determination made of it), named by row id (updates) or by case and sequence (new cases)
-        by_id: dict[int, dict] = {}
+        """The stored record against what the audit log recorded when each part was written:
+        ``({"cases": n, "submissions": n, "determinations": n, "decisions": n}, problems)`` (at most ``limit``
+        problems, each naming the case and the row). Found: a submission, determination or decision whose
+        content changed, that no audit entry records (added), that an entry records but is no longer stored
+        (deleted), or that now sits in another case (moved); a recorded case that is gone; a case whose status
+        or outcome is not the one its events last set; a determination whose outcome is not the one recorded.
+        A determination or decision whose audit entry carries no hash (one stored before the entries did) is not
+        compared by content."""
+        by_id: dict[int, tuple[str, dict]] = {}
         by_sequence: dict[tuple[str, int], dict] = {}
-        decisions: dict[int, str] = {}
+        decisions: dict[int, tuple[str, str | None]] = {}     # decision id -> (case, hash)
+        submitted: list[str] = []                             # cases the audit says were submitted
         problems: list[str] = []
-        counts = {"submissions": 0, "determinations": 0, "decisions": 0}
+        counts = {"cases": 0, "submissions": 0, "determinations": 0, "decisions": 0}
 
         def problem(text_: str) -> None:
             if len(problems) < limit:
@@ -561,44 +563,103 @@ class Store:
             for case_id, action, detail in rows:
                 d = json.loads(detail)
                 if action == "case.decide":
-                    if isinstance(d.get("decision"), int) and d.get("decision_hash"):
-                        decisions[d["decision"]] = d["decision_hash"]
+                    if isinstance(d.get("decision"), int):
+                        decisions[d["decision"]] = (case_id, d.get("decision_hash"))
                 elif isinstance(d.get("submission"), int):
-                    by_id[d["submission"]] = d
+                    by_id[d["submission"]] = (case_id, d)
                 elif isinstance(d.get("sequence"), int):
                     by_sequence[(case_id, d["sequence"])] = d
-            recorded: dict[int, tuple[int, dict]] = {}      # submission id -> (sequence, its audit detail)
+                    if action == "case.submit":
+                        submitted.append(case_id)
+            cases = {c.id: c for c in s.scalars(select(CaseRow).execution_options(yield_per=1000))}
+            for case_id in submitted:
+                if case_id not in cases:
+                    problem(f"case {case_id}: the audit records its submission, but the case is no longer stored")
+            recorded: dict[int, tuple[str, int, dict]] = {}    # submission id -> (case, sequence, its audit detail)
+            seen_ids: set[int] = set()
+            seen_sequences: set[tuple[str, int]] = set()
             for sid, case_id, sequence, text_ in s.execute(
                     select(SubmissionRow.id, SubmissionRow.case_id, SubmissionRow.sequence, SubmissionRow.text)
                     .order_by(SubmissionRow.id).execution_options(yield_per=200)):
                 counts["submissions"] += 1
-                entry = by_id.get(sid) or by_sequence.get((case_id, sequence))
-                if entry is None:
+                if sid in by_id:
+                    seen_ids.add(sid)
+                    was, entry = by_id[sid]
+                    if was != case_id:
+                        problem(f"case {case_id} submission {sequence}: the audit records it in case {was}")
+                elif (case_id, sequence) in by_sequence:
+                    seen_sequences.add((case_id, sequence))
+                    entry = by_sequence[(case_id, sequence)]
+                else:
                     problem(f"case {case_id} submission {sequence}: no audit entry records it")
                     continue
-                recorded[sid] = (sequence, entry)
+                recorded[sid] = (case_id, sequence, entry)
                 try:
                     actual = content_hash(orjson.loads(text_))
                 except orjson.JSONDecodeError:
                     actual = None
                 if actual != entry.get("content_hash"):
                     problem(f"case {case_id} submission {sequence}: its content is not what was stored")
-            for sid, case_id, result_json in s.execute(
-                    select(DeterminationRow.submission_id, DeterminationRow.case_id, DeterminationRow.result_json)
-                    .order_by(DeterminationRow.id).execution_options(yield_per=200)):
-                sequence, entry = recorded.get(sid, (None, {}))
+            for sid in by_id.keys() - seen_ids:
+                problem(f"case {by_id[sid][0]} submission {by_id[sid][1].get('sequence')}: recorded by the audit, "
+                        "no longer stored")
+            for case_id, sequence in by_sequence.keys() - seen_sequences:
+                problem(f"case {case_id} submission {sequence}: recorded by the audit, no longer stored")
+            determined: set[int] = set()
+            latest_outcome: dict[str, str] = {}
+            for sid, case_id, outcome, result_json in s.execute(
+                    select(DeterminationRow.submission_id, DeterminationRow.case_id, DeterminationRow.outcome,
+                           DeterminationRow.result_json).order_by(DeterminationRow.id).execution_options(yield_per=200)):
+                latest_outcome[case_id] = outcome
+                sub_case, sequence, entry = recorded.get(sid, (None, None, {}))
+                determined.add(sid)
+                if sub_case is not None and sub_case != case_id:
+                    problem(f"case {case_id} determination of submission {sequence} of case {sub_case}: moved")
+                if entry.get("outcome") is not None and outcome != entry["outcome"]:
+                    problem(f"case {case_id} determination of submission {sequence}: its outcome {outcome} is not "
+                            f"the {entry['outcome']} recorded")
                 if not entry.get("determination_hash"):
                     continue
                 counts["determinations"] += 1
                 if record_hash(result_json) != entry["determination_hash"]:
                     problem(f"case {case_id} determination of submission {sequence}: "
                             "its content is not what was stored")
+            for sid, (case_id, sequence, entry) in recorded.items():
+                if entry.get("determination_hash") and sid not in determined:
+                    problem(f"case {case_id} determination of submission {sequence}: recorded by the audit, "
+                            "no longer stored")
+            seen_decisions: set[int] = set()
             for row in s.scalars(select(DecisionRow).order_by(DecisionRow.id).execution_options(yield_per=200)):
                 if row.id not in decisions:
+                    problem(f"case {row.case_id} decision {row.id}: no audit entry records it")
+                    continue
+                seen_decisions.add(row.id)
+                was, digest = decisions[row.id]
+                if was != row.case_id:
+                    problem(f"case {row.case_id} decision {row.id}: the audit records it in case {was}")
+                if not digest:
                     continue
                 counts["decisions"] += 1
-                if decision_hash(row) != decisions[row.id]:
+                if decision_hash(row) != digest:
                     problem(f"case {row.case_id} decision {row.id}: its content is not what was stored")
+            for did in decisions.keys() - seen_decisions:
+                problem(f"case {decisions[did][0]} decision {did}: recorded by the audit, no longer stored")
+            # each case's status and outcome: the ones its events (append-only) last set
+            state: dict[str, dict[str, Any]] = {}
+            for case_id, detail in s.execute(select(EventRow.case_id, EventRow.detail).order_by(EventRow.id)
+                                             .execution_options(yield_per=1000)):
+                d = json.loads(detail)
+                for key in ("status", "outcome"):
+                    if isinstance(d.get(key), list) and len(d[key]) == 2:
+                        state.setdefault(case_id, {})[key] = d[key][1]
+            for case in cases.values():
+                counts["cases"] += 1
+                last = state.get(case.id, {})
+                if "status" in last and case.status != last["status"]:
+                    problem(f"case {case.id}: its status {case.status} is not the {last['status']} its events set")
+                outcome = last.get("outcome", latest_outcome.get(case.id))
+                if outcome is not None and case.outcome != outcome:
+                    problem(f"case {case.id}: its outcome {case.outcome} is not the {outcome} its events set")
         return counts, problems
 
     # ---- writes ----------------------------------------------------------------------------------------------
