@@ -1156,6 +1156,30 @@ def test_extreme_dates_are_answered_with_a_4xx_naming_the_field_or_read(h, reque
     failures.check()
 
 
+@pytest.mark.parametrize("url", ["sqlite", "postgresql"], indirect=True)
+def test_deep_and_long_texts_are_read_or_refused_never_a_500(h, request):
+    """Texts the way a hostile or careless sender writes them: a problem list of 200 KB of negated and uncertain
+    CNS mentions, one run-on sentence of 100 KB, a text of 5,000 nested parentheses, and the same in a
+    Condition's code.text, a note and an Observation's note: each request is answered, none with a 500."""
+    fz = BundleFuzz(h)
+    base = EXAMPLE_BUNDLES["eligible-flc-only.json"]
+    texts = {
+        "negated 200 KB": " ".join(f"No seizures, no stroke and no TIA (visit {i}); possible TIA {i}?"
+                                   for i in range(3500)),
+        "run-on 100 KB": " ".join("no seizures and the patient with remote stroke on day" for _ in range(1900)),
+        "nested": "(" * 5000 + "seizure" + ")" * 5000,
+    }
+    conditions = [p for p in _paths(base) if p[-1] == "text" and "Condition" in json.dumps(_get(base, p[:3]))[:200]]
+    targets = conditions[:2] or [p for p in _paths(base) if p[-1] == "text"][:2]
+    for label, value in texts.items():
+        for p in targets:
+            b = copy.deepcopy(base)
+            _set(b, p, value)
+            fz.submit(b, ["eligible-flc-only.json", f"{'.'.join(map(str, p))}={label}"], True)
+    _report(request, f"deep and long texts ({h.store.dialect})", sum(fz.tried.values()))
+    fz.failures.check()
+
+
 # ---- what the fuzzing found, kept as regressions --------------------------------------------------------------
 def _claim_edit(name: str, edit) -> dict:
     b = copy.deepcopy(EXAMPLE_BUNDLES[name])
