@@ -302,12 +302,11 @@ class AuthorizationService:
         if client is None or not client.npi or not client.specialty:
             raise ApiError(403, "this reviewer client is registered without its NPI and specialty; register it with "
                                 "them (priorauth client add ID --role reviewer --npi NPI --specialty SPECIALTY)")
-        for given, own, field in ((reviewer_npi, client.npi, "reviewer_npi"),
-                                  (reviewer_specialty, client.specialty, "reviewer_specialty")):
+        for given, own, field, what in ((reviewer_npi, client.npi, "reviewer_npi", "NPI"),
+                                        (reviewer_specialty, client.specialty, "reviewer_specialty", "specialty")):
             if given is not None and given.strip() != own:
-                raise ApiError(422, f"{field}: a decision is recorded under the reviewer's registered "
-                                    f"{field.split('_')[1].upper() if field.endswith('npi') else 'specialty'}, not "
-                                    "one given with it; leave it out", field, code="business-rule")
+                raise ApiError(422, f"{field}: a decision is recorded under the reviewer's registered {what}, not one "
+                                    "given with it; leave it out", field, code="business-rule")
         return client.npi, client.specialty
 
     def decide(self, case_id: str, principal: Principal, action: str, reason: str, reviewer_npi: str | None = None,

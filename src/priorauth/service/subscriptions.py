@@ -416,11 +416,16 @@ class Notifier:
                                      {"subscription": sid, "topic": PAS_TOPIC, "endpoint": req.endpoint,
                                       "content": req.content, "header_count": len(req.headers),
                                       "organization": who.organization})
-        future = self._handshakes.submit(self._handshake, sid, req.endpoint, req.headers, served, now)
+        self._start_handshake(sid, req.endpoint, req.headers, served, now)
+        return served
+
+    def _start_handshake(self, sid: str, endpoint: str, headers: list[tuple[str, str]], served: dict,
+                         now: datetime) -> None:
+        """Hand the handshake to the handshake threads, tracked until done (see settle)."""
+        future = self._handshakes.submit(self._handshake, sid, endpoint, headers, served, now)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
-        return served
 
     def _done(self, future: Future) -> None:
         with self._lock:
@@ -564,12 +569,8 @@ class Notifier:
             rows = list(s.scalars(select(SubscriptionRow).where(SubscriptionRow.status == "requested",
                                                                 SubscriptionRow.created_at < cutoff).limit(BATCH)))
         for row in rows:
-            served = orjson.loads(row.resource_json)
-            future = self._handshakes.submit(self._handshake, row.id, row.endpoint,
-                                             [_split(h) for h in json.loads(row.headers)], served, self.now())
-            with self._lock:
-                self._pending.add(future)
-            future.add_done_callback(self._done)
+            self._start_handshake(row.id, row.endpoint, [_split(h) for h in json.loads(row.headers)],
+                                  orjson.loads(row.resource_json), self.now())
 
     def _claim(self) -> tuple[list[_Job], int]:
         """The due notifications this worker now holds (for the lease time), and how many rows were claimed

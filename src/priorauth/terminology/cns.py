@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Callable
+from typing import Any, Callable
 
 import yaml
 
@@ -269,6 +269,18 @@ def _fast_rules(ConTextRule, tokenizer, rules: list) -> list:
     return out
 
 
+def _footprint(text: str, value: Any) -> int:
+    """About how many bytes a memo entry holds: its text (the key and the copies read from it), every string its
+    value carries (quotes, cues, reasons), and the objects around them."""
+    def chars(v: Any) -> int:
+        if isinstance(v, str):
+            return len(v)
+        if isinstance(v, CnsMatch):
+            return len(v.matched) + len(v.quote) + len(v.cue) + len(v.why)
+        return sum(chars(x) for x in v) if isinstance(v, tuple) else 0
+    return 2 * len(text) + 300 + chars(value)
+
+
 class _Memo:
     """A least-recently-used memo bounded in entries and in bytes (an estimate given with each entry: the text its
     key holds and the quotes and cues of its value); callers hold the lock that guards it."""
@@ -387,8 +399,7 @@ class _Pipeline:
             doc.spans[kind] = targets
             self._contexts[kind](doc)
             found = tuple(resolve(doc, t) for t in targets)
-            self._memo.put(key, found, 2 * len(piece) + sum(len(x) for r in found for x in r if isinstance(x, str))
-                           + 64 * (len(spans) + len(clause_starts)) + 200)
+            self._memo.put(key, found, _footprint(piece, found) + 64 * (len(spans) + len(clause_starts)))
             if len(self._nlp.vocab.strings) > self._bounds.vocab_strings:
                 self._nlp = None        # rebuilt on next use: spaCy's string store only grows
             return found
@@ -466,12 +477,8 @@ class CnsReader:
             found = self._texts.get(key)
         if found is None:
             found = read(text)
-            matches = found if isinstance(found, tuple) else (found,)
-            size = 2 * len(text) + 300 + sum(
-                len(x) for m in matches if m is not None
-                for x in ((m,) if isinstance(m, str) else (m.matched, m.quote, m.cue, m.why)) if isinstance(x, str))
             with self._texts_lock:
-                self._texts.put(key, found, size)
+                self._texts.put(key, found, _footprint(text, found))
         return found
 
     def _read_text(self, text: str) -> tuple[CnsMatch, ...]:
