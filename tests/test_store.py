@@ -367,7 +367,8 @@ def test_a_tail_cut_off_with_the_head_rewritten_is_found_by_an_anchor_kept_elsew
 
 @pytest.mark.parametrize("tamper", ["delete a case", "delete a decision", "delete a determination",
                                     "move a decision", "move a determination", "set a case status",
-                                    "set a determination outcome", "add a decision"])
+                                    "set a determination outcome", "add a decision", "delete an event",
+                                    "move an event", "alter an event", "add an event"])
 def test_the_audit_finds_records_deleted_moved_added_or_restated(store, tamper):
     """Each kind of tampering a database owner could do beside rewriting content is named by verify_records."""
     a = submit(store, *scenario_bundle(0, "TAMPER-1"))
@@ -404,6 +405,23 @@ def test_the_audit_finds_records_deleted_moved_added_or_restated(store, tamper):
             run("UPDATE determinations SET outcome = 'not_applicable' WHERE id = :d", d=a.determination.id)
             expected = (f"case {a.case.id} determination of submission 1: its outcome not_applicable is not the "
                         f"{a.determination.outcome} recorded")
+        elif tamper == "delete an event":        # the decision's event: the case's status then stands alone
+            run("DELETE FROM events WHERE case_id = :c AND kind = 'decision.deny'", c=a.case.id)
+            expected = f"case {a.case.id} event 2: recorded by the audit, no longer stored"
+        elif tamper == "move an event":
+            run("UPDATE events SET case_id = :b WHERE case_id = :a AND kind = 'decision.deny'", a=a.case.id,
+                b=b.case.id)
+            expected = f"case {b.case.id} event 2 (decision.deny): no audit entry records it"
+        elif tamper == "alter an event":
+            run("UPDATE events SET detail = '{\"status\":[\"pended\",\"approved\"]}' WHERE case_id = :c "
+                "AND kind = 'decision.deny'", c=a.case.id)
+            expected = f"case {a.case.id} event 2 (decision.deny): its content is not what was stored"
+        elif tamper == "add an event":
+            run("INSERT INTO events (case_id, at, kind, detail) SELECT case_id, at, 'decision.approve', "
+                "'{\"status\":[\"denied\",\"approved\"]}' FROM events WHERE case_id = :c AND kind = 'decision.deny'",
+                c=a.case.id)
+            run("UPDATE cases SET status = 'approved' WHERE id = :c", c=a.case.id)
+            expected = f"case {a.case.id} event 3 (decision.approve): no audit entry records it"
         else:
             run("INSERT INTO decisions (case_id, action, reason, reviewer_npi, specialty, auth_number, decided_at, "
                 "recorded_at) SELECT case_id, 'approve', '', reviewer_npi, specialty, 'PA-X', decided_at, "
@@ -576,7 +594,8 @@ def test_changed_records_are_found_against_their_audit_entries(store):
                            evaluate=evaluate, actor=PROVIDER)
     d1 = store.record_decision(second.case.id, decision("pend", "send the FLC series"), REVIEWER)
     store.record_decision(first.case.id, decision("pend", "send the PET-CT report"), REVIEWER)
-    assert store.verify_records() == ({"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2}, [])
+    assert store.verify_records() == ({"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2,
+                                      "events": 5}, [])
     for table in ("submissions", "determinations", "decisions"):
         bypass_append_only(store, table)            # as a database owner could
     changed = json.loads(second.submission.text)
@@ -591,7 +610,7 @@ def test_changed_records_are_found_against_their_audit_entries(store):
                   {"id": third.determination.id})
         c.execute(text("UPDATE decisions SET reason = 'approved after all' WHERE id = :id"), {"id": d1.id})
     counts, problems = store.verify_records()
-    assert counts == {"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2}
+    assert counts == {"cases": 2, "submissions": 3, "determinations": 3, "decisions": 2, "events": 5}
     assert problems == [
         f"case {second.case.id} submission 1: its content is not what was stored",
         f"case {first.case.id} submission 2: its content is not what was stored",

@@ -451,8 +451,8 @@ def audit_verify(
         _err(f"audit chain verified ({checked} entries), but stored records do not match what was recorded")
         raise typer.Exit(1)
     typer.echo(f"audit chain verified: {checked} entries; {counts['cases']} cases (status and outcome against "
-               f"their events), {counts['submissions']} submissions, {counts['determinations']} determinations "
-               f"and {counts['decisions']} decisions match their audit entries: none changed, none recorded and "
+               f"their events), {counts['submissions']} submissions, {counts['determinations']} determinations, "
+               f"{counts['decisions']} decisions and {counts['events']} events match their audit entries: none changed, none recorded and "
                f"missing, none moved to another case, none stored without an entry"
                + (f"; {len(anchors)} anchor(s) held" if anchors else ""))
 

@@ -32,7 +32,7 @@ except ImportError:                       # not on Windows: SQLite's own busy ha
     fcntl = None
 
 import orjson
-from sqlalchemy import and_, bindparam, create_engine, event, or_, select, text
+from sqlalchemy import and_, bindparam, create_engine, event, func, or_, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +54,8 @@ _PBKDF2_ITERATIONS = 120_000
 DECISION_STATUS = {"approve": "approved", "modify": "modified", "deny": "denied", "pend": "pending_information"}
 #: the statuses a decision is taken from (the review queue), and those an appeal is taken from
 DECIDABLE = tuple(OPEN_STATUSES)
+#: the audit actions of the changes that write a case's records and its events
+_CHANGES = ("case.submit", "case.resubmit", "case.decide", "case.extend", "case.appeal")
 APPEALABLE = ("approved", "modified", "denied")
 
 # keys that would carry patient data; refused anywhere in an audit detail
@@ -138,6 +140,16 @@ def decision_hash(row: "DecisionRow") -> str:
         "auth_number": row.auth_number, "decided_at": _instant(row.decided_at),
         "recorded_at": _instant(row.recorded_at)}))
 
+
+
+def event_hash(kind: str, at: datetime, detail: str) -> str:
+    """SHA-256 of a case event's content (its kind, time to the microsecond in UTC, and detail text), as the
+    audit entry of the change that wrote it carries it."""
+    return record_hash(canonical_json({"kind": kind, "at": _instant(at), "detail": detail}))
+
+
+def _event_binding(place: int, ev: "EventRow") -> dict:
+    return {"n": place, "hash": event_hash(ev.kind, ev.at, ev.detail)}
 
 
 def _instant(dt: datetime) -> str:
@@ -538,19 +550,22 @@ class Store:
 
     def verify_records(self, limit: int = 100) -> tuple[dict[str, int], list[str]]:
         """The stored record against what the audit log recorded when each part was written:
-        ``({"cases": n, "submissions": n, "determinations": n, "decisions": n}, problems)`` (at most ``limit``
-        problems, each naming the case and the row). Found: a submission, determination or decision whose
-        content changed, that no audit entry records (added), that an entry records but is no longer stored
-        (deleted), or that now sits in another case (moved); a recorded case that is gone; a case whose status
-        or outcome is not the one its events last set; a determination whose outcome is not the one recorded.
-        A determination or decision whose audit entry carries no hash (one stored before the entries did) is not
-        compared by content."""
+        ``({"cases": n, "submissions": n, "determinations": n, "decisions": n, "events": n}, problems)`` (at
+        most ``limit`` problems, each naming the case and the row). Found: a submission, determination, decision
+        or event whose content changed, that no audit entry records (added), that an entry records but is no
+        longer stored (deleted), or that now sits in another case (moved: an event is bound to its case and its
+        place among the case's events, so one moved, added or deleted shows in both cases); a recorded case that
+        is gone; a case whose status or outcome is not the one its events last set; a determination whose outcome
+        is not the one recorded. A determination, decision or event whose audit entry carries no hash (one stored
+        before the entries did) is not compared by content, nor are the events of a case with such an entry."""
         by_id: dict[int, tuple[str, dict]] = {}
         by_sequence: dict[tuple[str, int], dict] = {}
         decisions: dict[int, tuple[str, str | None]] = {}     # decision id -> (case, hash)
         submitted: list[str] = []                             # cases the audit says were submitted
         problems: list[str] = []
-        counts = {"cases": 0, "submissions": 0, "determinations": 0, "decisions": 0}
+        counts = {"cases": 0, "submissions": 0, "determinations": 0, "decisions": 0, "events": 0}
+        events: dict[tuple[str, int], str] = {}               # (case, place among its events) -> content hash
+        unbound: set[str] = set()                             # cases with a change recorded before events were bound
 
         def problem(text_: str) -> None:
             if len(problems) < limit:
@@ -558,10 +573,16 @@ class Store:
 
         with self._read() as s:
             rows = s.execute(select(AuditRow.case_id, AuditRow.action, AuditRow.detail)
-                             .where(AuditRow.action.in_(("case.submit", "case.resubmit", "case.decide")))
-                             .execution_options(yield_per=1000))
+                             .where(AuditRow.action.in_(_CHANGES)).execution_options(yield_per=1000))
             for case_id, action, detail in rows:
                 d = json.loads(detail)
+                bound = d.get("event")
+                if isinstance(bound, dict) and isinstance(bound.get("n"), int):
+                    events[(case_id, bound["n"])] = bound.get("hash")
+                else:
+                    unbound.add(case_id)
+                if action in ("case.extend", "case.appeal"):
+                    continue
                 if action == "case.decide":
                     if isinstance(d.get("decision"), int):
                         decisions[d["decision"]] = (case_id, d.get("decision_hash"))
@@ -644,14 +665,30 @@ class Store:
                     problem(f"case {row.case_id} decision {row.id}: its content is not what was stored")
             for did in decisions.keys() - seen_decisions:
                 problem(f"case {decisions[did][0]} decision {did}: recorded by the audit, no longer stored")
-            # each case's status and outcome: the ones its events (append-only) last set
+            # each case's events against the entries of the changes that wrote them (by their place in the case),
+            # and each case's status and outcome: the ones its events (append-only) last set
             state: dict[str, dict[str, Any]] = {}
-            for case_id, detail in s.execute(select(EventRow.case_id, EventRow.detail).order_by(EventRow.id)
-                                             .execution_options(yield_per=1000)):
-                d = json.loads(detail)
+            places: dict[str, int] = {}
+            for case_id, kind, at, detail in s.execute(
+                    select(EventRow.case_id, EventRow.kind, EventRow.at, EventRow.detail).order_by(EventRow.id)
+                    .execution_options(yield_per=1000)):
+                place = places[case_id] = places.get(case_id, 0) + 1
+                if case_id not in unbound:
+                    counts["events"] += 1
+                    recorded_hash = events.pop((case_id, place), None)
+                    if recorded_hash is None:
+                        problem(f"case {case_id} event {place} ({kind}): no audit entry records it")
+                    elif recorded_hash != event_hash(kind, at, detail):
+                        problem(f"case {case_id} event {place} ({kind}): its content is not what was stored")
+                try:
+                    d = json.loads(detail)
+                except ValueError:
+                    continue
                 for key in ("status", "outcome"):
                     if isinstance(d.get(key), list) and len(d[key]) == 2:
                         state.setdefault(case_id, {})[key] = d[key][1]
+            for case_id, place in sorted(k for k in events if k[0] not in unbound):
+                problem(f"case {case_id} event {place}: recorded by the audit, no longer stored")
             for case in cases.values():
                 counts["cases"] += 1
                 last = state.get(case.id, {})
@@ -663,7 +700,9 @@ class Store:
         return counts, problems
 
     # ---- writes ----------------------------------------------------------------------------------------------
-    def _change(self, s: Session, case: CaseRow, kind: str, at: datetime, **changes: Any) -> None:
+    def _change(self, s: Session, case: CaseRow, kind: str, at: datetime, **changes: Any) -> dict:
+        """Set the case's fields and append the event that records the change; returns the event's binding for
+        the audit entry of the change (``{"n": its place among the case's events, "hash": its content hash}``)."""
         diff = {}
         for k, v in changes.items():
             old = getattr(case, k)
@@ -671,9 +710,11 @@ class Store:
                 diff[k] = [_instant(old) if isinstance(old, datetime) else old,
                            _instant(v) if isinstance(v, datetime) else v]
                 setattr(case, k, v)
+        place = s.scalar(select(func.count()).select_from(EventRow).where(EventRow.case_id == case.id)) + 1
         ev = EventRow(case_id=case.id, at=at, kind=kind, detail=canonical_json(diff))
         s.add(ev)
         self._notify(s, case, kind, ev)
+        return _event_binding(place, ev)
 
     def _find_submission(self, s: Session, system: str, value: str, digest: str) -> SubmissionRow | None:
         return s.scalars(select(SubmissionRow).where(SubmissionRow.identifier_system == system,
@@ -737,7 +778,7 @@ class Store:
              "due_at": [None, _instant(due) if due else None]}))
         # the submission is named by its case and sequence (ids the database gives are not known before)
         audit = {"sequence": 1, "content_hash": digest, "determination_hash": record_hash(drow.result_json),
-                 "outcome": det.outcome, "organization": organization}
+                 "outcome": det.outcome, "organization": organization, "event": _event_binding(1, ev)}
         for _attempt in range(3):
             # a new identifier (the common case) is one write; a used one is then a replay or a conflict
             if self._insert_new_case(row, sub, drow, ev, actor, audit):
@@ -872,13 +913,13 @@ class Store:
                 s.flush()
                 drow = self._determination_row(case_id, sub.id, det, at)
                 s.add(drow)
-                self._change(s, row, "resubmitted", at, status=STATUS_PENDED, outcome=det.outcome,
-                             due_at=as_utc(det.due) if det.due else row.due_at)
+                event_ = self._change(s, row, "resubmitted", at, status=STATUS_PENDED, outcome=det.outcome,
+                                      due_at=as_utc(det.due) if det.due else row.due_at)
                 s.flush()
                 self._append_audit(s, actor.name, actor.role, "case.resubmit", case_id,
                                    {"submission": sub.id, "sequence": sub.sequence, "determination": drow.id,
                                     "content_hash": digest, "determination_hash": record_hash(drow.result_json),
-                                    "outcome": det.outcome})
+                                    "outcome": det.outcome, "event": event_})
         if conflict is not None:
             raise conflict
         return SubmitResult(row, sub, drow, True)
@@ -895,11 +936,12 @@ class Store:
                             reviewer_npi=decision.reviewer_npi, specialty=decision.reviewer_specialty,
                             auth_number=decision.auth_number, decided_at=decision.decided_at, recorded_at=at)
             s.add(d)
-            self._change(s, row, f"decision.{decision.action}", at, status=DECISION_STATUS[decision.action])
+            event_ = self._change(s, row, f"decision.{decision.action}", at,
+                                  status=DECISION_STATUS[decision.action])
             s.flush()
             self._append_audit(s, actor.name, actor.role, "case.decide", case_id,
                                {"decision": d.id, "action": decision.action, "reviewer_npi": decision.reviewer_npi,
-                                "cited": list(decision.cited), "decision_hash": decision_hash(d)})
+                                "cited": list(decision.cited), "decision_hash": decision_hash(d), "event": event_})
             return d
 
     def extend(self, case_id: str, due_at: datetime, reason: str, actor: Actor) -> CaseRow:
@@ -911,9 +953,9 @@ class Store:
             if row.due_at is not None and as_utc(due_at) <= row.due_at:
                 raise ValueError(f"due_at: an extension moves the due time later than {_instant(row.due_at)}")
             at = self.clock()
-            self._change(s, row, "extension", at, due_at=as_utc(due_at))
+            event_ = self._change(s, row, "extension", at, due_at=as_utc(due_at))
             self._append_audit(s, actor.name, actor.role, "case.extend", case_id,
-                               {"due_at": _instant(due_at), "reason_length": len(reason)})
+                               {"due_at": _instant(due_at), "reason_length": len(reason), "event": event_})
             return row
 
     def appeal(self, case_id: str, reason: str, actor: Actor, *, due_at: datetime | None = None) -> CaseRow:
@@ -926,9 +968,10 @@ class Store:
             if decided is None:
                 raise ValueError("the case has no decision to appeal")
             at = self.clock()
-            self._change(s, row, "appeal", at, status=STATUS_APPEALED,
-                         due_at=as_utc(due_at) if due_at is not None else row.due_at)
-            self._append_audit(s, actor.name, actor.role, "case.appeal", case_id, {"reason_length": len(reason)})
+            event_ = self._change(s, row, "appeal", at, status=STATUS_APPEALED,
+                                  due_at=as_utc(due_at) if due_at is not None else row.due_at)
+            self._append_audit(s, actor.name, actor.role, "case.appeal", case_id,
+                               {"reason_length": len(reason), "event": event_})
             return row
 
     def _locked_case(self, s: Session, case_id: str, allowed: tuple[str, ...]) -> CaseRow:
