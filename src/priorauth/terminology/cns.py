@@ -26,7 +26,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Callable
+from itertools import islice
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -92,14 +93,20 @@ class _Scanner:
         self._any_case = re.compile(body, re.IGNORECASE)
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
+        return list(self.scan(text))
+
+    def scan(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, end, key) of each phrase in the text, in text order, found as they are asked for."""
         low = text.lower()
         # lower() keeps offsets for nearly all text; where it does not, match the text as it is
         matches = self._lower.finditer(low) if len(low) == len(text) else self._any_case.finditer(text)
-        out = []
+        keys = self._keys
         for m in matches:
-            key = self._keys.get(" ".join(m.group("w").lower().split()))
-            out.append((m.start(), m.end(), key))
-        return out
+            w = m.group("w")
+            key = keys.get(w)          # most matches are spelled as the phrase is: one lookup
+            if key is None:
+                key = keys.get(" ".join(w.lower().split()))
+            yield (*m.span(), key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +124,12 @@ class _Bounds:
 def _segments(text: str, mentions: list[tuple[int, int, str]]):
     """(index, start, end, mentions) of each clause that holds a mention, in text order."""
     ends, starts = [], []
+    last = mentions[-1][0] if mentions else -1
     for m in _BOUNDARY.finditer(text):
         ends.append(m.start())
         starts.append(m.end())
+        if m.start() > last:           # the clause of the last mention ends here: the rest is not needed
+            break
     by_segment: dict[int, list] = {}
     for m in mentions:
         by_segment.setdefault(bisect_right(starts, m[0]), []).append(m)     # the i-th clause follows boundary i
@@ -482,25 +492,25 @@ class CnsReader:
         return found
 
     def _read_text(self, text: str) -> tuple[CnsMatch, ...]:
-        mentions = self._mentions.find(text)
+        limit = self._bounds.mentions_read
+        found = self._mentions.scan(text)
+        mentions = list(islice(found, limit))
         if not mentions:
             return ()
-        limit = self._bounds.mentions_read
-        unread = mentions[limit:]
-        mentions = mentions[:limit]
+        # past the bound, the scan goes on only to the first mention the policy does not exclude (bounded work)
+        unread = next((m for m in found if m[2] not in self._excluded), None)
         out: list[CnsMatch] = []
         for a, z, starts, ms in _pieces(text, mentions, self._bounds):
             spans = tuple((s - a, e - a, key.upper()) for s, e, key in ms)
             read = self._pipeline.read("cns", text[a:z], tuple(x - a for x in starts), spans, self._resolve_mention)
             for (s, e, key), (group, assertion, cue, why, quote) in zip(ms, read):
                 out.append(CnsMatch(group, self._labels[group], text[s:e], assertion, quote, cue, why))
-        rest = [m for m in unread if m[2] not in self._excluded]
-        if rest:     # bounded work: the rest is not read, and is left to the reviewer, never taken as absent
-            s, e, group = rest[0]
+        if unread:     # bounded work: the rest is not read, and is left to the reviewer, never taken as absent
+            s, e, group = unread
             quote = text[max(0, s - 60):e + 60].strip()
             out.append(CnsMatch(group, self._labels[group], text[s:e], "unread", quote[:self._bounds.quote_chars],
-                                "", f"the text names CNS conditions {len(mentions) + len(unread)} times and priorauth "
-                                    f"reads the first {limit}"))
+                                "", f"the text names CNS conditions more than {limit} times and priorauth reads "
+                                    f"the first {limit}; the rest is left to the reviewer"))
         return tuple(out)
 
     def _resolve_mention(self, doc, span) -> tuple[str, str, str, str, str]:
