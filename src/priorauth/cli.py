@@ -19,6 +19,8 @@ policy_app = typer.Typer(no_args_is_help=True, help="Show or check a clinical po
 app.add_typer(policy_app, name="policy")
 client_app = typer.Typer(no_args_is_help=True, help="Register and list the service's OAuth2 clients.")
 app.add_typer(client_app, name="client")
+user_app = typer.Typer(no_args_is_help=True, help="The people who sign in to the reviewer console.")
+app.add_typer(user_app, name="user")
 audit_app = typer.Typer(no_args_is_help=True, help="The service's audit trail.")
 app.add_typer(audit_app, name="audit")
 terminology_app = typer.Typer(no_args_is_help=True, help="Look product names up in the drug vocabulary.")
@@ -359,6 +361,47 @@ def serve(
                     access_log=False)
 
 
+@user_app.command("add")
+def user_add(
+    name: str = typer.Argument(..., help="The user name they sign in with (lower-case letters, digits, . _ -)."),
+    role: str = typer.Option(..., "--role", help="reviewer or medical-director."),
+    npi: str = typer.Option(..., "--npi", help="Their NPI: decisions are recorded under it."),
+    specialty: str = typer.Option(..., "--specialty", help="Their specialty, NUCC code or words (a denial needs a "
+                                                           "clinician: physician, pharmacist, NP, PA)."),
+    credentials: str = typer.Option(..., "--credentials", help="As letters print them: PharmD, MD, RN."),
+    display_name: Optional[str] = typer.Option(None, "--display-name", help="Their name as pages and letters show it."),
+    password_file: Optional[Path] = typer.Option(None, "--password-file",
+                                                 help="Read the password from this file (default: "
+                                                      "$PRIORAUTH_USER_PASSWORD, else asked for)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_HELP),
+) -> None:
+    """Register a person who reviews in the console (their password is stored as an argon2 hash)."""
+    import os
+
+    from priorauth.store import Actor
+
+    if password_file is not None:
+        try:
+            password = password_file.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            _err(f"--password-file {password_file}: cannot be read ({type(exc).__name__})")
+            raise typer.Exit(EXIT_INPUT) from None
+    else:
+        password = os.environ.get("PRIORAUTH_USER_PASSWORD") or typer.prompt(
+            "Password", hide_input=True, confirmation_prompt=True)
+    store = _open_store(database_url, data_dir)
+    try:
+        store.add_user(name, password, role=role, npi=npi, specialty=specialty, credentials=credentials,
+                       display_name=display_name, actor=Actor("cli:user-add", "admin"))
+    except ValueError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_INPUT) from None
+    finally:
+        store.close()
+    typer.echo(f"user {name} registered ({role}, NPI {npi}); they sign in at /console/login")
+
+
 @client_app.command("add")
 def client_add(
     client_id: str = typer.Argument(..., help="The client's id."),
@@ -452,7 +495,8 @@ def audit_verify(
         raise typer.Exit(1)
     typer.echo(f"audit chain verified: {checked} entries; {counts['cases']} cases (status and outcome against "
                f"their events), {counts['submissions']} submissions, {counts['determinations']} determinations, "
-               f"{counts['decisions']} decisions and {counts['events']} events match their audit entries: none changed, none recorded and "
+               f"{counts['decisions']} decisions, {counts['events']} events and {counts['letters']} letters match "
+               f"their audit entries: none changed, none recorded and "
                f"missing, none moved to another case, none stored without an entry"
                + (f"; {len(anchors)} anchor(s) held" if anchors else ""))
 

@@ -227,7 +227,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             return JSONResponse(err.body(), err.status, headers=headers)
         return JSONResponse(body, headers=headers)
 
-    from priorauth.service import cds, fhir_api, reports, review_api
+    from priorauth.service import cds, console, fhir_api, reports, review_api
     from priorauth.service import subscriptions
 
     app.include_router(fhir_api.router)
@@ -236,6 +236,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.include_router(review_api.admin)
     app.include_router(reports.router)
     app.include_router(subscriptions.router)
+    app.include_router(console.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     subscriptions.install(app)
     return app

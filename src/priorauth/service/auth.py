@@ -31,13 +31,17 @@ _ALGORITHM = "HS256"
 
 @dataclass(frozen=True)
 class Principal:
+    """Who calls: an OAuth2 client (``kind`` "client", ``client_id`` its id) or a person signed in to the
+    reviewer console (``kind`` "user", ``client_id`` the user's name, role ``reviewer``)."""
+
     client_id: str
     role: str
     organization: str | None
+    kind: str = "client"
 
     @property
     def actor(self) -> Actor:
-        return Actor(f"client:{self.client_id}", self.role)
+        return Actor(f"{self.kind}:{self.client_id}", self.role)
 
     def may_see(self, organization: str) -> bool:
         return self.role in ("reviewer", "admin") or (self.role == "provider" and self.organization == organization)

@@ -22,6 +22,7 @@ from priorauth.fhir.claim_response import ReviewerDecision, default_auth_number,
 from priorauth.fhir.pas_intake import BundleError, case_from_bundle, inquiry_profile
 from priorauth.policies import Policy
 from priorauth.reporting import OPEN_STATUSES
+from priorauth.letters import LetterWriter, Reviewer
 from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.settings import ServiceSettings
@@ -81,6 +82,7 @@ class AuthorizationService:
         self.policy = policy
         self.config = settings.config
         self.term = load_terminology()
+        self.letters = LetterWriter(settings.letter_templates)
 
     # ---- evaluation ------------------------------------------------------------------------------------------
     def evaluate(self, bundle: Any, received_at: datetime) -> tuple[Any, Determination]:
@@ -298,6 +300,11 @@ class AuthorizationService:
                  reviewer_specialty: str | None = None) -> tuple[str, str]:
         """The NPI and specialty a decision of this reviewer is recorded under: its registration's. Values a
         request gives must be those (they are never taken from it)."""
+        if principal.kind == "user":
+            user = self.store.user(principal.client_id)
+            if user is None or user.disabled:
+                raise ApiError(403, "this console account is not registered or is disabled")
+            return user.npi, user.specialty
         client = self.store.client(principal.client_id)
         if client is None or not client.npi or not client.specialty:
             raise ApiError(403, "this reviewer client is registered without its NPI and specialty; register it with "
@@ -328,11 +335,27 @@ class AuthorizationService:
             self.response(case_id, decision=decision, created=now)
         except ValueError as exc:
             raise ApiError(422, str(exc), code="business-rule") from None
+        letters = self.decision_letters(row, decision, principal)
         try:      # the store checks the status again under the case's lock: one of simultaneous decisions lands
-            dec = self.store.record_decision(case_id, decision, principal.actor)
+            dec = self.store.record_decision(case_id, decision, principal.actor, letters)
         except CaseStateConflict as err:
             raise _wrong_state(err.status, _DECIDE) from None
         return dec, self.response(case_id)
+
+    def decision_letters(self, row: CaseRow, decision: ReviewerDecision, principal: Principal) -> list[dict]:
+        """The notice letters of a decision (provider and member, HTML and PDF), made before it is recorded and
+        stored with it."""
+        sub, det_row, _dec = self._current(row.id)
+        if principal.kind == "user":
+            user = self.store.user(principal.client_id)
+            reviewer = Reviewer(user.display_name, user.credentials, user.specialty)
+        else:
+            reviewer = Reviewer(f"the plan's clinical reviewer (NPI {decision.reviewer_npi})", "",
+                                decision.reviewer_specialty)
+        return self.letters.write(decision=decision, determination=json.loads(det_row.result_json),
+                                  case_id=row.id, line_of_business=row.line_of_business or None,
+                                  received_at=row.received_at, due_at=row.due_at, bundle=orjson.loads(sub.text),
+                                  member_id=row.member_id, reviewer=reviewer)
 
     def extend(self, case_id: str, principal: Principal, hours: int, reason: str) -> CaseRow:
         row = self.case_for(case_id, principal, "case.read")

@@ -80,6 +80,15 @@ class ServiceSettings:
     token_rate_per_client: str = "20/minute"
     token_rate_per_address: str = "60/minute"
     rate_limit_storage: str = "memory://"
+    # the reviewer console: a session ends after this many idle minutes, and after this many hours in any case;
+    # this many wrong passwords in a row lock an account for the lockout minutes
+    console_idle_minutes: int = 15
+    console_session_hours: int = 12
+    console_max_failed_logins: int = 5
+    console_lockout_minutes: int = 15
+    # a directory of letter templates a plan edits (files named as the bundled ones in priorauth/letters/templates
+    # replace them): PRIORAUTH_LETTER_TEMPLATES
+    letter_templates: Path | None = None
 
 
 def public_base_url(value: str) -> str:
@@ -115,7 +124,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     ``https://pa.plan.example``, for absolute references in notifications), ``SUBSCRIPTION_ALLOW`` (host names,
     addresses and networks, comma-separated, a Subscription endpoint may be at besides public https hosts),
     ``TOKEN_RATE_PER_CLIENT`` and ``TOKEN_RATE_PER_ADDRESS`` (such as ``20/minute``), ``RATE_LIMIT_STORAGE``
-    (``memory://``, or ``redis://host:6379`` to count across workers)."""
+    (``memory://``, or ``redis://host:6379`` to count across workers), ``LETTER_TEMPLATES`` (a directory of
+    letter templates that replace the bundled ones of the same name)."""
     from priorauth.config import load_config
     from priorauth.store import default_url
 
@@ -134,7 +144,11 @@ def settings_from_env(env: dict[str, str] | None = None) -> ServiceSettings:
     allow = tuple(a.strip() for a in env.get("PRIORAUTH_SUBSCRIPTION_ALLOW", "").split(",") if a.strip())
     rates = {k: env[f"PRIORAUTH_{k.upper()}"] for k in ("token_rate_per_client", "token_rate_per_address",
                                                          "rate_limit_storage") if env.get(f"PRIORAUTH_{k.upper()}")}
+    letters = env.get("PRIORAUTH_LETTER_TEMPLATES")
+    if letters and not Path(letters).is_dir():
+        raise ValueError(f"PRIORAUTH_LETTER_TEMPLATES: {letters} is not a directory")
     return ServiceSettings(database_url=url, signing_key=signing_key(ddir),
+                           letter_templates=Path(letters) if letters else None,
                            config=load_config(cfg) if cfg else PayerConfig(),
                            policy_path=Path(policy) if policy else None, token_ttl_seconds=int(ttl),
                            deliver_notifications=env.get("PRIORAUTH_NOTIFY", "1") != "0", threads=int(threads),

@@ -39,7 +39,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from priorauth.reporting import OPEN_STATUSES
 from priorauth import __version__
-from priorauth.store.models import (GENESIS_HASH, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
+from priorauth.store.console import ConsoleQueries, ConsoleStore
+from priorauth.store.models import (GENESIS_HASH, LetterRow, AuditHead, AuditRow, CaseRow, ClientRow, DecisionRow,
                                     DeterminationRow, EventRow, SubmissionRow, UTCDateTime, as_utc)
 
 __all__ = ["Store", "Actor", "SubmitResult", "CaseHistory", "StoreError", "IdempotencyConflict", "CaseNotFound",
@@ -333,7 +334,7 @@ def _claim_identifier(bundle: Any) -> tuple[str | None, str | None]:
     return (system if isinstance(system, str) and len(system) <= 512 else None), value
 
 
-class Store:
+class Store(ConsoleStore, ConsoleQueries):
     def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 10):
         self.url = url or default_url()
         #: the time of every row the store writes (the service sets its own clock here)
@@ -563,8 +564,9 @@ class Store:
         decisions: dict[int, tuple[str, str | None]] = {}     # decision id -> (case, hash)
         submitted: list[str] = []                             # cases the audit says were submitted
         problems: list[str] = []
-        counts = {"cases": 0, "submissions": 0, "determinations": 0, "decisions": 0, "events": 0}
+        counts = {"cases": 0, "submissions": 0, "determinations": 0, "decisions": 0, "events": 0, "letters": 0}
         events: dict[tuple[str, int], str] = {}               # (case, place among its events) -> content hash
+        letters: dict[tuple[int, str], tuple[str, dict]] = {}  # (decision, audience) -> (case, its hashes)
         unbound: set[str] = set()                             # cases with a change recorded before events were bound
 
         def problem(text_: str) -> None:
@@ -586,6 +588,8 @@ class Store:
                 if action == "case.decide":
                     if isinstance(d.get("decision"), int):
                         decisions[d["decision"]] = (case_id, d.get("decision_hash"))
+                        for bound_letter in d.get("letters") or ():
+                            letters[(d["decision"], bound_letter.get("audience"))] = (case_id, bound_letter)
                 elif isinstance(d.get("submission"), int):
                     by_id[d["submission"]] = (case_id, d)
                 elif isinstance(d.get("sequence"), int):
@@ -665,6 +669,22 @@ class Store:
                     problem(f"case {row.case_id} decision {row.id}: its content is not what was stored")
             for did in decisions.keys() - seen_decisions:
                 problem(f"case {decisions[did][0]} decision {did}: recorded by the audit, no longer stored")
+            for lid, case_id, did, audience, html, pdf in s.execute(
+                    select(LetterRow.id, LetterRow.case_id, LetterRow.decision_id, LetterRow.audience, LetterRow.html,
+                           LetterRow.pdf).order_by(LetterRow.id).execution_options(yield_per=100)):
+                counts["letters"] += 1
+                was, bound_letter = letters.pop((did, audience), (None, None))
+                if bound_letter is None:
+                    problem(f"case {case_id} letter {lid} ({audience}): no audit entry records it")
+                    continue
+                if was != case_id:
+                    problem(f"case {case_id} letter {lid} ({audience}): the audit records it in case {was}")
+                if record_hash(html) != bound_letter.get("html_hash") \
+                        or hashlib.sha256(pdf).hexdigest() != bound_letter.get("pdf_hash"):
+                    problem(f"case {case_id} letter {lid} ({audience}): its content is not what was stored")
+            for (did, audience), (case_id, _bound) in sorted(letters.items()):
+                problem(f"case {case_id} letter of decision {did} ({audience}): recorded by the audit, "
+                        "no longer stored")
             # each case's events against the entries of the changes that wrote them (by their place in the case),
             # and each case's status and outcome: the ones its events (append-only) last set
             state: dict[str, dict[str, Any]] = {}
@@ -924,11 +944,13 @@ class Store:
             raise conflict
         return SubmitResult(row, sub, drow, True)
 
-    def record_decision(self, case_id: str, decision, actor: Actor) -> DecisionRow:
+    def record_decision(self, case_id: str, decision, actor: Actor, letters: Iterable[dict] = ()) -> DecisionRow:
         """Append a reviewer's decision (a :class:`priorauth.fhir.claim_response.ReviewerDecision`, validated
         when made) and move the case to its status. The case's status is checked under its lock, in the same
         transaction as the write: of simultaneous decisions one is recorded (and notified), the others raise
-        :class:`CaseStateConflict` and write nothing."""
+        :class:`CaseStateConflict` and write nothing. ``letters`` (``{"kind", "audience", "html", "pdf"}``, made
+        beforehand) are stored with the decision, their hashes in its audit entry: the loser stores none."""
+        letters = list(letters)
         with self.writing() as s:
             row = self._locked_case(s, case_id, DECIDABLE)
             at = self.clock()
@@ -939,9 +961,18 @@ class Store:
             event_ = self._change(s, row, f"decision.{decision.action}", at,
                                   status=DECISION_STATUS[decision.action])
             s.flush()
+            bound = []
+            for letter in letters:
+                html_hash, pdf_hash = record_hash(letter["html"]), hashlib.sha256(letter["pdf"]).hexdigest()
+                s.add(LetterRow(case_id=case_id, decision_id=d.id, kind=letter["kind"], audience=letter["audience"],
+                                html=letter["html"], pdf=letter["pdf"], html_hash=html_hash, pdf_hash=pdf_hash,
+                                created_at=at))
+                bound.append({"kind": letter["kind"], "audience": letter["audience"], "html_hash": html_hash,
+                              "pdf_hash": pdf_hash})
             self._append_audit(s, actor.name, actor.role, "case.decide", case_id,
                                {"decision": d.id, "action": decision.action, "reviewer_npi": decision.reviewer_npi,
-                                "cited": list(decision.cited), "decision_hash": decision_hash(d), "event": event_})
+                                "cited": list(decision.cited), "decision_hash": decision_hash(d), "event": event_,
+                                **({"letters": bound} if bound else {})})
             return d
 
     def extend(self, case_id: str, due_at: datetime, reason: str, actor: Actor) -> CaseRow:

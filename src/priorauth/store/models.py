@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Base", "UTCDateTime", "as_utc", "CaseRow", "SubmissionRow", "DeterminationRow", "DecisionRow", "EventRow",
-           "AuditRow", "AuditHead", "ClientRow", "SubscriptionRow", "NotificationRow", "GENESIS_HASH"]
+           "AuditRow", "AuditHead", "ClientRow", "SubscriptionRow", "NotificationRow", "UserRow", "WebSessionRow",
+           "LetterRow", "GENESIS_HASH"]
 
 GENESIS_HASH = "0" * 64
 
@@ -74,6 +75,9 @@ class CaseRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str | None] = mapped_column(String(32))
+    # the console user working the case ("assigned to me"; migration 0007): not part of the record the audit
+    # binds, each claim and release is an audit entry
+    assignee: Mapped[str | None] = mapped_column(String(128))
 
 
 class SubmissionRow(Base):
@@ -214,3 +218,56 @@ class NotificationRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class UserRow(Base):
+    """A person who works the review console: a reviewer (pharmacist, nurse) or a medical director, with the NPI
+    and specialty their decisions are recorded under, and the argon2 hash of their password."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32))               # reviewer | medical-director
+    npi: Mapped[str] = mapped_column(String(10))
+    specialty: Mapped[str] = mapped_column(String(256))
+    credentials: Mapped[str] = mapped_column(String(64))        # as letters print them: PharmD, MD, RN
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSessionRow(Base):
+    """A console session: the SHA-256 of the cookie's random value (the value itself is never stored), its CSRF
+    token, and when it was last used (the idle timeout) and must end (the absolute limit)."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_name"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LetterRow(Base):
+    """A notice letter of a decision, for the provider or the member, as HTML and PDF; stored with the decision
+    in its transaction, its hashes in the decision's audit entry (append-only)."""
+
+    __tablename__ = "letters"
+    __table_args__ = (Index("ix_letters_case", "case_id"), Index("ix_letters_decision", "decision_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    decision_id: Mapped[int] = mapped_column(ForeignKey("decisions.id"))
+    kind: Mapped[str] = mapped_column(String(32))               # approval | request-for-information | denial | ...
+    audience: Mapped[str] = mapped_column(String(16))           # provider | member
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    html_hash: Mapped[str] = mapped_column(String(64))
+    pdf_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
