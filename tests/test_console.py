@@ -225,3 +225,73 @@ def test_user_add_refuses_bad_input_naming_the_field(h):
         h.store.add_user("dana", PASSWORD, actor=SETUP, **PHARMACIST)
     with pytest.raises(LoginRefused):
         h.store.login("dana", "nope", max_failures=5, lockout=__import__("datetime").timedelta(minutes=1))
+
+
+def test_letters_are_document_references_beside_the_claim_response(h):
+    from priorauth.fhir.validate import validate_resource
+
+    case_id = submitted(h, "F-1")
+    sign_in(h.client)
+    assert decide_form(h.client, case_id, action="deny", reason="Two prior lines only.", cite="I.A.5").status_code == 303
+    r = h.client.get("/fhir/DocumentReference", params={"related": f"ClaimResponse/{case_id}"},
+                     headers=h.auth("lakeshore"))
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["total"] == 1                              # the provider gets the provider's letter
+    [doc] = [e["resource"] for e in bundle["entry"]]
+    assert validate_resource(doc) == [] and validate_resource(bundle) == []
+    assert doc["type"]["coding"][0]["code"] == "denial" and doc["context"]["related"][0]["reference"] == \
+        f"ClaimResponse/{case_id}"
+    pdf = __import__("base64").b64decode(doc["content"][0]["attachment"]["data"])
+    assert pdf.startswith(b"%PDF")
+    assert h.client.get(f"/fhir/{'DocumentReference/' + doc['id']}", headers=h.auth("lakeshore")).status_code == 200
+    reviewer = h.client.get("/fhir/DocumentReference", params={"related": f"ClaimResponse/{case_id}"},
+                            headers=h.auth("dr-reviewer")).json()
+    assert reviewer["total"] == 2
+    member_letter = next(e["resource"]["id"] for e in reviewer["entry"]
+                         if e["resource"]["category"][0]["text"] == "member")
+    assert h.client.get(f"/fhir/DocumentReference/{member_letter}", headers=h.auth("lakeshore")).status_code == 404
+    assert h.client.get("/fhir/DocumentReference", params={"related": f"ClaimResponse/{case_id}"},
+                        headers=h.auth("gulfcoast")).status_code == 404     # another organization's request
+
+
+def test_api_docs_are_served_with_no_internet(h):
+    page = h.client.get("/docs")
+    assert page.status_code == 200
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert refs and all(r.startswith("/") for r in refs), refs               # nothing from a CDN
+    for ref in refs:
+        assert h.client.get(ref).status_code == 200, ref
+    redoc = h.client.get("/redoc").text
+    assert "fonts.googleapis" not in redoc and 'src="/docs-assets/redoc.standalone.js"' in redoc
+
+
+def test_the_readme_walkthrough_runs_as_one_block(tmp_path):
+    """The service walkthrough, pasted as one block into bash, from a fresh data folder to a verified audit."""
+    import os
+    import signal
+    import socket
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("( set -euo pipefail")
+    block = readme[start:readme.index("\n```", start)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", "-c", block], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    pid = re.search(r"stop: kill (\d+)", done.stdout)
+    if pid:
+        os.kill(int(pid.group(1)), signal.SIGTERM)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "audit chain verified" in done.stdout and "1 decisions" in done.stdout and "2 letters" in done.stdout
+
+
+def test_the_readme_links_every_document():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"

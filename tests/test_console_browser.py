@@ -244,3 +244,21 @@ def test_two_reviewers_deciding_one_case_at_once_give_one_decision(served, brows
     assert len(letters) == 2 and {lt.decision_id for lt in letters} == {decisions[0].id}
     texts = [p.content() for p in pages]
     assert sum("Another reviewer's decision on this case was recorded first" in t for t in texts) == 1
+
+
+def test_the_api_docs_render_with_every_outside_request_refused(served, browser):
+    base, _store = served
+    page = _context(browser).new_page()
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(base):
+            return route.continue_()
+        outside.append(route.request.url)
+        return route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(f"{base}/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "priorauth" in page.locator(".swagger-ui .info .title").inner_text()
+    assert outside == []

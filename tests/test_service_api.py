@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 import jwt
 import pytest
@@ -546,6 +546,14 @@ def test_seeding_fills_an_empty_store_once(h):
     assert n == len(list(EXAMPLES.glob("*.json")))
     assert {c.organization for c in h.store.queue(status=None)} == {"examples"}
     assert svc.seed(EXAMPLES) == 0
+    # demo data: decided or open, the seeded requests are not in the CMS-0057-F report
+    from priorauth.service.reports import build_report, load_records
+
+    demo = h.store.queue()[0]
+    assert h.decide("dr-reviewer", demo.id, "pend", "send the FLC series").status_code == 201
+    assert load_records(h.store, date(2027, 1, 1), date(2027, 1, 31)) == []
+    report = build_report(h.store, date(2027, 1, 1), date(2027, 1, 31), h.clock())
+    assert report.standard.decided == report.expedited.decided == 0
 
 
 def test_a_database_that_stops_answering_gives_503_and_nothing_half_written(h):

@@ -328,7 +328,9 @@ def serve(
     config: Optional[Path] = typer.Option(None, "--config", help="Payer configuration (YAML)."),
     policy: Optional[Path] = typer.Option(None, "--policy", help="A policy file (default: the bundled CP.PHAR.769)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes (share one database; each new connection goes to the least busy)."),
-    seed: bool = typer.Option(True, "--seed/--no-seed", help="Submit the bundled example requests into an empty store."),
+    seed: bool = typer.Option(False, "--seed/--no-seed", help="Submit the bundled example requests into an empty "
+                                                               "store as demo data (organization 'examples', kept "
+                                                               "out of the CMS-0057-F report)."),
     base_url: Optional[str] = typer.Option(
         None, "--base-url", help="The service's public address (such as https://pa.plan.example), for absolute "
                                  "references in subscription notifications."),

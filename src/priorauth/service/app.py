@@ -130,7 +130,7 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             for stop in getattr(app.state, "on_stop", []):
                 stop()
 
-    app = FastAPI(title="priorauth", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="priorauth", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Payer-side prior authorization: Da Vinci PAS, CRD and DTR for providers; the "
                               "review queue and decisions for the plan's reviewers. Recommendations only: every "
                               "request is pended for committee review and no denial is final without a "
@@ -227,6 +227,8 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
             return JSONResponse(err.body(), err.status, headers=headers)
         return JSONResponse(body, headers=headers)
 
+    _offline_docs(app)
+
     from priorauth.service import cds, console, fhir_api, reports, review_api
     from priorauth.service import subscriptions
 
@@ -240,6 +242,30 @@ def create_app(settings: ServiceSettings, store: Store | None = None) -> FastAPI
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     subscriptions.install(app)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc``, their assets served from the fastapi-offline package, so the pages
+    work with no internet (no CDN)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="priorauth API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title="priorauth API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
 
 
 def app_from_env() -> FastAPI:

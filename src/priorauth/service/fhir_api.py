@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from priorauth.fhir.dtr import questionnaire_package
+from priorauth.fhir.letters import letter_bundle, letter_resource
 from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.http import FHIR_BODY, caller, fhir_response, read_resource, service_of
@@ -45,6 +46,31 @@ def claim_response(request: Request, id: str = Path(..., pattern=_FHIR_ID),
     svc = service_of(request)
     svc.case_for(id, who, "claimresponse.read")
     return fhir_response(svc.claim_response(svc.response(id)))
+
+
+@router.get("/DocumentReference", summary="The notice letters of a request (searchset)",
+            description="`related=ClaimResponse/{id}`: the letters each decision on the request sent, as "
+                        "DocumentReferences (PDF and HTML). A provider gets the provider's letters of its own "
+                        "requests; a reviewer gets the member's too.")
+def letters(request: Request, related: str = Query(..., max_length=80, pattern=r"^ClaimResponse/[A-Za-z0-9\-\.]{1,64}$"),
+            who: Principal = Depends(caller("provider", "reviewer"))):
+    svc = service_of(request)
+    case_id = related.split("/", 1)[1]
+    svc.case_for(case_id, who, "letters.read")
+    rows = [r for r in svc.store.letters(case_id) if who.role == "reviewer" or r.audience == "provider"]
+    return fhir_response(letter_bundle(rows, svc.settings.base_url))
+
+
+@router.get("/DocumentReference/{id}", summary="One notice letter")
+def letter(request: Request, id: str = Path(..., pattern=r"^letter-[0-9]{1,12}$"),
+           who: Principal = Depends(caller("provider", "reviewer"))):
+    svc = service_of(request)
+    row = svc.store.letter(int(id.split("-", 1)[1]))
+    if row is not None:
+        svc.case_for(row.case_id, who, "letter.read")
+    if row is None or (who.role != "reviewer" and row.audience != "provider"):
+        raise ApiError(404, f"no letter {id!r} that you may see", code="not-found")
+    return fhir_response(letter_resource(row))
 
 
 @router.post("/Questionnaire/$questionnaire-package", openapi_extra=FHIR_BODY,

@@ -19,6 +19,7 @@ from priorauth.service.auth import Principal
 from priorauth.service.errors import ApiError
 from priorauth.service.http import caller, json_response, service_of
 from priorauth.store import Actor, Store
+from priorauth.service.core import SEED_ORGANIZATION
 from priorauth.store.models import CaseRow, DecisionRow, EventRow
 
 __all__ = ["router", "load_records", "build_report", "parse_day"]
@@ -49,7 +50,9 @@ def load_records(store: Store, start: date, end: date) -> list[CaseRecord]:
     lo, hi = report_window(start, end)
     decided = select(DecisionRow.case_id).where(DecisionRow.action.in_(sorted(FINAL_ACTIONS)),
                                                 DecisionRow.decided_at >= lo, DecisionRow.decided_at < hi)
-    wanted = select(CaseRow.id).where(or_(CaseRow.id.in_(decided),
+    # the bundled examples seeded as demo data (``serve --seed``) are no plan's requests: never reported
+    wanted = select(CaseRow.id).where(CaseRow.organization != SEED_ORGANIZATION,
+                                      or_(CaseRow.id.in_(decided),
                                           and_(CaseRow.status.in_(sorted(OPEN_STATUSES)), CaseRow.received_at < hi)))
     with store._read() as s:
         cases = list(s.scalars(select(CaseRow).where(CaseRow.id.in_(wanted)).order_by(CaseRow.id)))
