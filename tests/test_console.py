@@ -295,3 +295,25 @@ def test_the_readme_links_every_document():
     readme = (ROOT / "README.md").read_text()
     for doc in sorted((ROOT / "docs").glob("*.md")):
         assert f"](docs/{doc.name})" in readme, f"README does not link docs/{doc.name}"
+
+
+def test_a_plan_changes_the_letters_without_code(url, tmp_path):
+    """A directory of the plan's files over the bundled templates: its wording and its denial template."""
+    import yaml
+
+    from priorauth.letters import _BUNDLED
+
+    wording = yaml.safe_load((_BUNDLED / "letters.yaml").read_text())
+    wording["plan"]["name"] = "Lakeshore Community Health Plan"
+    wording["appeals"]["default"]["days"] = 65
+    (tmp_path / "letters.yaml").write_text(yaml.safe_dump(wording))
+    denial = (_BUNDLED / "denial.html").read_text().replace("<h2>Why</h2>", "<h2>Why we decided this</h2>")
+    (tmp_path / "denial.html").write_text(denial)
+    h = make_harness(url, letter_templates=tmp_path)
+    h.store.add_user("dana", PASSWORD, actor=SETUP, **PHARMACIST)
+    case_id = submitted(h, "L-1")
+    sign_in(h.client)
+    assert decide_form(h.client, case_id, action="deny", reason="Two prior lines.", cite="I.A.5").status_code == 303
+    member = next(lt for lt in h.store.letters(case_id) if lt.audience == "member")
+    assert "Lakeshore Community Health Plan" in member.html and "within 65 days" in member.html
+    assert "Why we decided this" in member.html
