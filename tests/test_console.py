@@ -317,3 +317,44 @@ def test_a_plan_changes_the_letters_without_code(url, tmp_path):
     member = next(lt for lt in h.store.letters(case_id) if lt.audience == "member")
     assert "Lakeshore Community Health Plan" in member.html and "within 65 days" in member.html
     assert "Why we decided this" in member.html
+
+
+def _with_documents(bundle: dict, docs: list[tuple[str, bytes, str]]) -> dict:
+    import base64
+    import copy
+
+    b = copy.deepcopy(bundle)
+    for i, (kind, data, title) in enumerate(docs):
+        b["entry"].append({"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000d{i:03d}", "resource": {
+            "resourceType": "DocumentReference", "id": f"note-{i}", "status": "current",
+            "content": [{"attachment": {"contentType": kind, "data": base64.b64encode(data).decode(),
+                                        "title": title}}]}})
+    return b
+
+
+def test_attached_documents_are_readable_in_the_case_page(h):
+    from weasyprint import HTML
+
+    pdf = HTML(string="<p>Oncology clinic note: progression on KRd, M-spike 1.4 g/dL.</p>").write_pdf()
+    scan = HTML(string="<p></p>").write_pdf()
+    bundle = _with_documents(with_identifier(dated(example("eligible-flc-only.json"), date(2027, 1, 12)), "DOC-1"), [
+        ("text/plain; charset=utf-8", b"Marrow: 40% plasma cells.", "Pathology"),
+        ("text/html", b"<h1>Consult</h1><p>No CNS involvement.</p><script>alert(1)</script>", "Consult"),
+        ("application/pdf", pdf, "Clinic note"), ("application/pdf", scan, "Scanned letter")])
+    assert h.submit("lakeshore", bundle).status_code == 201
+    case_id = h.store.queue()[0].id
+    sign_in(h.client)
+    page = h.client.get(f"/console/cases/{case_id}").text
+    assert "Marrow: 40% plasma cells." in page
+    assert "No CNS involvement." in page and "alert(1)" not in page
+    assert "progression on KRd, M-spike 1.4 g/dL." in page and "the text layer of a PDF of 1 page(s)" in page
+    assert "no text layer (a scan): it needs OCR" in page
+    def link(title):          # the "open the document as sent" link of the document with that title
+        return re.search(re.escape(title) + r'</h3>\s*<p class="small">[^<]*<a href="([^"]+)"', page).group(1)
+
+    opened = h.client.get(link("Clinic note"))
+    assert opened.status_code == 200 and opened.content == pdf and opened.headers["content-type"] == "application/pdf"
+    html = h.client.get(link("Consult"))
+    assert html.headers["content-type"] == "application/octet-stream" and "sandbox" in html.headers[
+        "content-security-policy"]                                            # never rendered as a page of the site
+    assert h.client.get(f"/console/cases/{case_id}/attachments/9").status_code == 404

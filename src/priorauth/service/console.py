@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from priorauth.documents import attachment_text
 from priorauth.fhir.claim_response import cited_criteria
 from priorauth.reporting import OPEN_STATUSES
 from priorauth.service.auth import Principal
@@ -235,28 +236,41 @@ def _tree(criteria: list[dict]) -> list[dict]:
     return build(None)
 
 
-def _documents(bundle: dict) -> list[dict]:
-    """The documents attached to the request (DocumentReference, Binary): text shown in the page."""
-    docs = []
+def _attachments(bundle: dict) -> list[tuple[dict, dict]]:
+    """``(resource, attachment)`` of each document attached to the request (DocumentReference content, Binary),
+    in Bundle order: the n-th is served at ``/console/cases/{id}/attachments/{n}``."""
+    out = []
     for entry in bundle.get("entry") or ():
         res = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(res, dict) or res.get("resourceType") not in ("DocumentReference", "Binary"):
             continue
         attachments = [c.get("attachment") for c in res.get("content") or () if isinstance(c, dict)] \
             if res["resourceType"] == "DocumentReference" else [res]
-        for a in attachments:
-            if not isinstance(a, dict):
-                continue
-            kind = a.get("contentType") or "unknown"
-            text = None
-            if isinstance(a.get("data"), str) and kind.startswith("text/"):
-                try:
-                    text = base64.b64decode(a["data"], validate=True).decode("utf-8", "replace")
-                except (binascii.Error, ValueError):
-                    text = None
-            title = a.get("title") or res.get("description") or (res.get("type") or {}).get("text") or "document"
-            docs.append({"anchor": f"src-{res['resourceType']}-{res.get('id', '')}", "title": title, "type": kind,
-                         "text": text, "date": res.get("date") or a.get("creation")})
+        out += [(res, a) for a in attachments if isinstance(a, dict)]
+    return out
+
+
+def _attachment_bytes(a: dict) -> bytes | None:
+    if not isinstance(a.get("data"), str):
+        return None
+    try:
+        return base64.b64decode(a["data"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _documents(bundle: dict) -> list[dict]:
+    """The documents attached to the request, with their text (plain, HTML without markup, a PDF's text layer)
+    shown in the page, and a link to open each as sent."""
+    docs = []
+    for n, (res, a) in enumerate(_attachments(bundle)):
+        kind = a.get("contentType") or "unknown"
+        data = _attachment_bytes(a)
+        read = attachment_text(kind, data) if data is not None else None
+        title = a.get("title") or res.get("description") or (res.get("type") or {}).get("text") or "document"
+        docs.append({"n": n, "title": title, "type": kind, "text": read.text if read else None,
+                     "note": read.note if read else "not attached in the request (a link only): not shown",
+                     "openable": data is not None, "date": res.get("date") or a.get("creation")})
     return docs
 
 
@@ -363,6 +377,33 @@ async def decide(request: Request, case_id: str):
                        "no letter was sent. " + message)
         return _case_page(request, session, case_id, status, message, form)
     return RedirectResponse(f"/console/cases/{quote(case_id)}?decided={dec.id}", 303)
+
+
+@router.get("/cases/{case_id}/attachments/{n}")
+def attachment(request: Request, case_id: str, n: int):
+    """A document attached to the case's latest request, as sent: a PDF opens in the browser; any other type is
+    sent as a download (never rendered as a page of this site)."""
+    session = _session(request)
+    if session is None:
+        return _to_login(request, expired=True)
+    svc = service_of(request)
+    try:
+        svc.case_for(case_id[:64], _principal(session), "attachment.read")
+    except ApiError as err:
+        return _page("message.html", err.status, session=session, title="Not shown", message=str(err))
+    subs = svc.store.history(case_id[:64]).submissions
+    found = _attachments(orjson.loads(subs[-1].text)) if subs else []
+    data = _attachment_bytes(found[n][1]) if 0 <= n < len(found) else None
+    if data is None:
+        return _page("message.html", 404, session=session, title="No such document", message="There is no such "
+                     "document attached to this request.")
+    kind = (found[n][1].get("contentType") or "").split(";")[0].strip().lower()
+    pdf = kind == "application/pdf"
+    return Response(data, media_type="application/pdf" if pdf else "application/octet-stream", headers={
+        "Content-Disposition": ("inline" if pdf else "attachment") + f'; filename="document-{n + 1}'
+                               + (".pdf" if pdf else "") + '"',
+        "Content-Security-Policy": "sandbox; default-src 'none'", "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store"})
 
 
 # ---- letters ---------------------------------------------------------------------------------------------------
