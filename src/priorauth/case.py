@@ -459,15 +459,32 @@ class Attestations(_Fact):
     prior_classes: list[Literal[DRUG_CLASS_KEYS]] | None = None  # type: ignore[valid-type]
 
 
+DOCUMENT_KINDS = ("progress_note", "consult_note", "lab_report", "pathology_report", "imaging_report",
+                  "discharge_summary", "letter", "other")
+
+
 class Document(_Fact):
-    """A document attached to the request (a FHIR DocumentReference), kept for the reviewer to read."""
+    """A document attached to the request (a FHIR DocumentReference, or a case file's ``documents[]`` entry).
+
+    ``text`` is the document's text as read (given in the case file, or read from ``file``, a ``.txt`` or ``.pdf``
+    path relative to the case file); ``text_note`` says how it was read, or why there is none (a scan)."""
 
     id: str | None = None
+    kind: Literal[DOCUMENT_KINDS] | None = None  # type: ignore[valid-type]
     title: str | None = None
     content_type: str | None = None
     url: str | None = None
     size: int | None = None
     date: _Date | None = None
+    text: str | None = None
+    file: str | None = None
+    text_note: str | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> "Document":
+        if self.text is not None and self.file is not None:
+            raise ValueError("give the document as `text` or as `file`, not both")
+        return self
 
 
 def _therapy_kind(v: Any) -> str:

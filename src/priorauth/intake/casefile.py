@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from priorauth.case import THERAPY_TAGS, Case, Source
+from priorauth.documents import attachment_text
 from priorauth.intake.errors import IntakeError, problems_from_validation
 
 __all__ = ["load_case_file", "parse_case_text", "case_from_data", "MAX_FILE_BYTES", "json_pairs", "DUPLICATE_KEYS"]
@@ -126,7 +127,45 @@ def load_case_file(path: str | Path) -> Case:
     except UnicodeDecodeError as exc:
         raise IntakeError(origin, [f"(file): not UTF-8 text (byte {exc.start})"]) from None
     fmt = "json" if p.suffix.lower() == ".json" else "yaml"
-    return parse_case_text(text, origin, fmt, default_id=p.stem)
+    case = parse_case_text(text, origin, fmt, default_id=p.stem)
+    _read_document_files(case, p.parent, origin)
+    return case
+
+
+_DOCUMENT_TYPES = {".txt": "text/plain", ".pdf": "application/pdf"}
+
+
+def _read_document_files(case: Case, folder: Path, origin: str) -> None:
+    """Read each ``documents[i].file`` (a ``.txt`` or ``.pdf`` path relative to the case file) into its text."""
+    problems = []
+    for i, doc in enumerate(case.documents):
+        if doc.file is None:
+            continue
+        field = f"documents[{i}].file"
+        rel = Path(doc.file)
+        kind = _DOCUMENT_TYPES.get(rel.suffix.lower())
+        if rel.is_absolute():
+            problems.append(f"{field}: must be a path relative to the case file")
+            continue
+        if kind is None:
+            problems.append(f"{field}: a document file is .txt or .pdf, not {rel.suffix or 'a file without a suffix'}")
+            continue
+        try:
+            target = folder / rel
+            size = target.stat().st_size
+            if size > MAX_FILE_BYTES:
+                problems.append(f"{field}: {size} bytes is larger than the {MAX_FILE_BYTES} bytes a document may be")
+                continue
+            data = target.read_bytes()
+        except OSError as exc:
+            problems.append(f"{field}: cannot be read: {exc.strerror or exc}")
+            continue
+        read = attachment_text(kind, data)
+        doc.content_type = kind
+        doc.size = len(data)
+        doc.text, doc.text_note = read.text, read.note
+    if problems:
+        raise IntakeError(origin, problems)
 
 
 def parse_case_text(text: str, origin: str, fmt: str = "yaml", default_id: str | None = None) -> Case:
